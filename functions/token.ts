@@ -1,0 +1,16 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { getBroker } from '../shared/broker.ts';
+import { logger } from '../shared/logger.ts';
+import { invokeErrors } from '../shared/middleware.ts';
+import { tokenRequestSchema, type TokenAnswer } from '../shared/token-service.ts';
+import { validateRequest } from '../shared/validate.ts';
+
+/**
+ * `token` (Lambda invoke): `{ provider, connectionId?, minValiditySeconds?, forceRefresh? }` →
+ * a valid token and its Authorization header, or `{ ok: false, error: { code, message } }`.
+ */
+export const handler = middy<unknown, TokenAnswer>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(invokeErrors())
+  .handler(async (event) => getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event)));

@@ -1,0 +1,233 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import dynalite from 'dynalite';
+import { handler as tokenHandler } from '../../functions/token.ts';
+import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
+import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
+import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
+import { SecretsFileBackend } from '../../shared/secrets.ts';
+import { createTableInput } from '../../shared/store/table.ts';
+import {
+  matchRoute,
+  sendHttpApiResult,
+  toHttpApiEvent,
+  type HttpApiRoute,
+} from './http-api-events.ts';
+import { lambdaContext, type LocalHandler } from './lambda-context.ts';
+import { invokeFunction, matchInvokePath } from './lambda-invoke-api.ts';
+import { QuidkeySandbox } from './sandbox/quidkey-sandbox.ts';
+import { QuiqupSandbox } from './sandbox/quiqup-sandbox.ts';
+
+export interface LocalBrokerOptions {
+  /** Port to listen on; 0 picks a free one. Default 3000. */
+  port?: number;
+  /** Where the store, the local key and the secrets file live. Default `.broker`. */
+  dataDir?: string;
+  /** Keep the store on disk under dataDir (default) or in memory (tests). */
+  persist?: boolean;
+  /** Default: loadConfig() (broker.config.json or BROKER_CONFIG). */
+  config?: BrokerConfig;
+  /** One clock for the broker and the sandboxes, so tests can move time. */
+  now?: () => number;
+  tableName?: string;
+  /** Provider call timeout and retry settings (tests shorten them). */
+  http?: Parameters<typeof createBroker>[0]['http'];
+}
+
+export interface LocalBroker {
+  url: string;
+  broker: Broker;
+  sandboxes: { quiqup: QuiqupSandbox; quidkey: QuidkeySandbox };
+  functions: Record<string, LocalHandler>;
+  routes: HttpApiRoute[];
+  dynamo: DynamoDBClient;
+  tableName: string;
+  close(): Promise<void>;
+}
+
+/** The Lambda functions the offline runtime serves, by function name. */
+export const localFunctions: Record<string, LocalHandler> = {
+  token: tokenHandler as LocalHandler,
+};
+
+/** The API Gateway routes the offline runtime serves (the connect flows add theirs). */
+export const localRoutes: HttpApiRoute[] = [];
+
+const MAX_BODY_BYTES = 6 * 1024 * 1024; // Lambda's synchronous payload limit
+
+/**
+ * The whole broker on one machine: embedded DynamoDB (dynalite), the local key, the secrets file,
+ * the sandbox providers, the Lambda Invoke API and the HTTP API routes, on one HTTP server.
+ */
+export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const dataDir = resolve(options.dataDir ?? '.broker');
+  mkdirSync(dataDir, { recursive: true });
+  const config = options.config ?? loadConfig();
+  const now = options.now ?? Date.now;
+  const tableName = options.tableName ?? 'oauth-token-broker';
+
+  const secretsPath = join(dataDir, 'secrets.json');
+  const secrets = ensureSandboxSecrets(secretsPath, config);
+  const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
+  const sandboxes = {
+    quiqup: new QuiqupSandbox('quiqup', sandboxClients(secrets, config, 'quiqup'), signingKey, now),
+    quidkey: new QuidkeySandbox('quidkey', sandboxClients(secrets, config, 'quidkey'), signingKey, now),
+  };
+  applySandboxLifetimes(sandboxes);
+
+  const store = dynalite({
+    ...(options.persist === false ? {} : { path: join(dataDir, 'dynalite') }),
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  await new Promise<void>((done) => store.listen(0, '127.0.0.1', done));
+  const dynamoEndpoint = `http://127.0.0.1:${(store.address() as AddressInfo).port}`;
+  const dynamo = new DynamoDBClient({
+    endpoint: dynamoEndpoint,
+    region: 'local',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  try {
+    await dynamo.send(new CreateTableCommand(createTableInput(tableName)));
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw error;
+  }
+
+  const functions = { ...localFunctions };
+  const routes = [...localRoutes];
+  const server = createServer((req, res) => {
+    route(req, res).catch((error: unknown) => {
+      console.error('local runtime: request failed:', (error as Error).name, (error as Error).message);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error');
+    });
+  });
+  await new Promise<void>((done) => server.listen(options.port ?? 3000, done));
+  const url = `http://localhost:${(server.address() as AddressInfo).port}`;
+
+  const broker = createBroker({
+    config: { ...config, publicBaseUrl: config.publicBaseUrl ?? url },
+    dynamo,
+    tableName,
+    keys: LocalKeyManager.fromEnvironmentOrFile(process.env, join(dataDir, 'local-master.key')),
+    secrets: new SecretsFileBackend(secretsPath),
+    now,
+    sandboxBaseUrl: `${url}/sandbox`,
+    ...(options.http ? { http: options.http } : {}),
+  });
+  // The handlers are the Lambda handlers, unchanged: they find this broker as their container's.
+  setBroker(broker);
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestUrl = new URL(req.url ?? '/', url);
+    const body = await readBody(req);
+    if (body === undefined) {
+      res.writeHead(413).end();
+      return;
+    }
+    const functionName = matchInvokePath(requestUrl.pathname);
+    if (functionName && req.method === 'POST') {
+      const type = req.headers['x-amz-invocation-type'];
+      return invokeFunction(functions, functionName, body, Array.isArray(type) ? type[0] : type, res);
+    }
+    const sandbox = /^\/sandbox\/([a-z]+)(\/.*)$/.exec(requestUrl.pathname);
+    if (sandbox) {
+      const provider = sandboxes[sandbox[1] as keyof typeof sandboxes];
+      if (provider) {
+        return provider.handle({ method: req.method ?? 'GET', path: sandbox[2]!, headers: req.headers, body }, res);
+      }
+    }
+    if (requestUrl.pathname === '/sandbox/_stats') {
+      const stats = Object.fromEntries(Object.entries(sandboxes).map(([kind, s]) => [kind, Object.fromEntries(s.calls)]));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
+      return;
+    }
+    for (const candidate of routes) {
+      const params = candidate.method === req.method ? matchRoute(candidate.path, requestUrl.pathname) : undefined;
+      const handler = params && functions[candidate.functionName];
+      if (params && handler) {
+        const event = toHttpApiEvent(req, requestUrl, body, candidate, params);
+        return sendHttpApiResult(res, (await handler(event, lambdaContext(candidate.functionName))) as never);
+      }
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'Not Found' }));
+  }
+
+  return {
+    url,
+    broker,
+    sandboxes,
+    functions,
+    routes,
+    dynamo,
+    tableName,
+    async close() {
+      setBroker(undefined);
+      server.closeAllConnections();
+      await new Promise<void>((done) => server.close(() => done()));
+      dynamo.destroy();
+      await new Promise<void>((done) => store.close(() => done()));
+    },
+  };
+}
+
+async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+type SecretsFile = Record<string, Record<string, string>>;
+
+/**
+ * The local secrets file, created on first run with fresh credentials for every provider that
+ * points at the sandbox, so a first `npm start` works with no set-up. Existing entries are kept.
+ */
+function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
+  const secrets: SecretsFile = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SecretsFile) : {};
+  let changed = false;
+  for (const [id, provider] of Object.entries(config.providers)) {
+    if (provider.environment === 'sandbox' && !secrets[id]) {
+      secrets[id] = { client_id: `sandbox-${id}-${randomBytes(4).toString('hex')}`, client_secret: randomBytes(24).toString('base64url') };
+      changed = true;
+    }
+  }
+  if (changed) writeFileSync(path, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
+  return secrets;
+}
+
+function sandboxClients(secrets: SecretsFile, config: BrokerConfig, kind: string): Map<string, string> {
+  const clients = new Map<string, string>();
+  for (const [id, provider] of Object.entries(config.providers)) {
+    const secret = secrets[id];
+    if (provider.kind === kind && secret?.client_id && secret.client_secret) clients.set(secret.client_id, secret.client_secret);
+  }
+  return clients;
+}
+
+function readOrCreateKey(path: string): Buffer {
+  if (!existsSync(path)) writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+  return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+}
+
+/** Shorter sandbox lifetimes from the environment, to watch tokens expire and renew. */
+function applySandboxLifetimes(sandboxes: LocalBroker['sandboxes']): void {
+  const seconds = (name: string) => {
+    const value = Number(process.env[name]);
+    return Number.isInteger(value) && value > 0 ? value : undefined;
+  };
+  sandboxes.quiqup.accessTokenSeconds = seconds('SANDBOX_QUIQUP_TOKEN_SECONDS') ?? sandboxes.quiqup.accessTokenSeconds;
+  sandboxes.quidkey.accessTokenSeconds = seconds('SANDBOX_QUIDKEY_TOKEN_SECONDS') ?? sandboxes.quidkey.accessTokenSeconds;
+  sandboxes.quidkey.refreshTokenSeconds =
+    seconds('SANDBOX_QUIDKEY_REFRESH_SECONDS') ?? sandboxes.quidkey.refreshTokenSeconds;
+}

@@ -1,0 +1,36 @@
+import { startLocalBroker } from './local-broker.ts';
+
+/** `npm start`: the broker offline, with sandbox providers; prints what to try next. */
+const port = Number(process.env.PORT ?? 3000);
+const local = await startLocalBroker({ port });
+const providers = [...local.broker.providers.values()]
+  .map((p) => `    ${p.id.padEnd(10)} kind ${p.kind.kind.padEnd(9)} ${p.context.baseUrl}`)
+  .join('\n');
+
+console.log(`
+oauth-token-broker is running offline at ${local.url}
+  store:    .broker/dynalite (embedded DynamoDB, kept across restarts)
+  key:      .broker/local-master.key     secrets: .broker/secrets.json
+  providers:
+${providers}
+
+Fetch a token through the Lambda Invoke API:
+  curl -s ${local.url}/2015-03-31/functions/token/invocations -d '{"provider":"quidkey"}'
+  aws lambda invoke --endpoint-url ${local.url} --function-name token \\
+    --cli-binary-format raw-in-base64-out --payload '{"provider":"quiqup"}' /dev/stdout
+
+Check it with the sandbox API (use the accessToken from the answer):
+  curl -s ${local.url}/sandbox/quidkey/api/v1/me -H "Authorization: Bearer <accessToken>"
+  curl -s ${local.url}/sandbox/quiqup/me -H "Authorization: Bearer <accessToken>"
+
+Provider calls so far: ${local.url}/sandbox/_stats   Stop with Ctrl-C.
+`);
+
+const stop = () => {
+  local.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

@@ -1,0 +1,70 @@
+import type { ServerResponse } from 'node:http';
+import { parseBody, SandboxProviderBase, sendJson, type SandboxRequest } from './sandbox.ts';
+
+const failure = (code: string, message: string, errors?: { field: string; message: string }[]) => ({
+  success: false,
+  error: { code, message, ...(errors ? { metadata: { errors } } : {}) },
+});
+
+/**
+ * Sandbox Quidkey (../shared/providers.md "Quidkey"): `{success,data}` envelopes,
+ * `POST /api/v1/oauth2/token` (client credentials → access + refresh token),
+ * `POST /api/v1/oauth2/refresh` (→ a new access token, no new refresh token),
+ * `GET /api/v1/me` (401 NO_TOKEN / INVALID_TOKEN as the real API does).
+ */
+export class QuidkeySandbox extends SandboxProviderBase {
+  accessTokenSeconds = 900;
+  refreshTokenSeconds = 86_400;
+
+  async handle(request: SandboxRequest, res: ServerResponse): Promise<void> {
+    const now = this.now();
+    if (request.method === 'POST' && request.path === '/api/v1/oauth2/token') {
+      this.count('token');
+      if (await this.applyFault(res)) return;
+      const body = parseBody(request);
+      const missing = ['grant_type', 'client_id', 'client_secret'].filter((field) => typeof body[field] !== 'string');
+      if (missing.length > 0 || body.grant_type !== 'client_credentials') {
+        return sendJson(res, 400, failure('VALIDATION_ERROR', 'Invalid request', missing.map((field) => ({ field, message: 'is required' }))));
+      }
+      if (!this.clientAccepted(body.client_id, body.client_secret)) {
+        return sendJson(res, 401, failure('INVALID_CLIENT', 'Invalid client credentials'));
+      }
+      return sendJson(res, 200, {
+        success: true,
+        data: {
+          access_token: this.tokens.issue('access', body.client_id, now + this.accessTokenSeconds * 1000),
+          refresh_token: this.tokens.issue('refresh', body.client_id, now + this.refreshTokenSeconds * 1000),
+          token_type: 'Bearer',
+          expires_in: this.accessTokenSeconds,
+        },
+      });
+    }
+    if (request.method === 'POST' && request.path === '/api/v1/oauth2/refresh') {
+      this.count('refresh');
+      if (await this.applyFault(res)) return;
+      const body = parseBody(request);
+      if (typeof body.refresh_token !== 'string') {
+        return sendJson(res, 400, failure('VALIDATION_ERROR', 'Invalid request', [{ field: 'refresh_token', message: 'is required' }]));
+      }
+      const claims = this.tokens.verify(body.refresh_token, 'refresh', now);
+      if (!claims) return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token is invalid or expired'));
+      return sendJson(res, 200, {
+        success: true,
+        data: {
+          access_token: this.tokens.issue('access', claims.cid, now + this.accessTokenSeconds * 1000),
+          token_type: 'Bearer',
+          expires_in: this.accessTokenSeconds,
+        },
+      });
+    }
+    if (request.method === 'GET' && request.path === '/api/v1/me') {
+      this.count('api');
+      const token = this.bearer(request.headers);
+      if (!token) return sendJson(res, 401, failure('NO_TOKEN', 'No token provided'));
+      const claims = this.tokens.verify(token, 'access', now);
+      if (!claims) return sendJson(res, 401, failure('INVALID_TOKEN', 'Token is invalid or expired'));
+      return sendJson(res, 200, { success: true, data: { client_id: claims.cid, token_expires_at: new Date(claims.exp).toISOString() } });
+    }
+    sendJson(res, 404, failure('NOT_FOUND', 'No such endpoint'));
+  }
+}

@@ -1,0 +1,113 @@
+import { resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { loadConfig, type BrokerConfig } from './config.ts';
+import { Envelope } from './crypto/envelope.ts';
+import type { KeyManager } from './crypto/key-manager.ts';
+import { KmsKeyManager } from './crypto/kms-key-manager.ts';
+import { LocalKeyManager } from './crypto/local-key-manager.ts';
+import { ConfigError } from './errors.ts';
+import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
+import type { ProviderHttpOptions } from './providers/http.ts';
+import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
+import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
+import { SecretSource, SecretsFileBackend, SecretsManagerBackend, type SecretBackend } from './secrets.ts';
+import { ConnectionStore } from './store/connection-store.ts';
+import { TokenService } from './token-service.ts';
+
+/** The ports the core needs; AWS or local adapters behind each. */
+export interface BrokerDeps {
+  config: BrokerConfig;
+  dynamo: DynamoDBClient;
+  tableName: string;
+  keys: KeyManager;
+  secrets: SecretBackend;
+  now?: () => number;
+  logger?: BrokerLogger;
+  sandboxBaseUrl?: string;
+  http?: Partial<ProviderHttpOptions>;
+  leaseMs?: number;
+  waitMs?: number;
+}
+
+/** One container's broker: every client and cache built once. */
+export interface Broker {
+  config: BrokerConfig;
+  providers: Map<string, ResolvedProvider>;
+  store: ConnectionStore;
+  tokens: TokenService;
+}
+
+export function createBroker(deps: BrokerDeps): Broker {
+  const now = deps.now ?? Date.now;
+  const logger = deps.logger ?? defaultLogger;
+  const db = DynamoDBDocumentClient.from(deps.dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  const store = new ConnectionStore(db, deps.tableName, new Envelope(deps.keys));
+  const providers = resolveProviders({
+    config: deps.config,
+    secrets: new SecretSource(deps.secrets),
+    now,
+    sandboxBaseUrl: deps.sandboxBaseUrl ?? defaultSandboxBaseUrl(),
+    ...(deps.http ? { http: deps.http } : {}),
+  });
+  const tokens = new TokenService({
+    store,
+    providers,
+    now,
+    logger,
+    leaseMs: deps.leaseMs ?? defaultLeaseMs,
+    waitMs: deps.waitMs ?? defaultWaitMs,
+  });
+  return { config: deps.config, providers, store, tokens };
+}
+
+function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.BROKER_SANDBOX_URL ?? `http://localhost:${env.PORT ?? 3000}/sandbox`;
+}
+
+/**
+ * Builds the broker's ports from the environment, the same way in Lambda and offline:
+ * - `BROKER_TABLE_NAME` (required): the token table. The DynamoDB client honours the standard
+ *   endpoint settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`), which is how the offline
+ *   runtime and tests point it at the embedded store or moto.
+ * - `BROKER_KMS_KEY_ID` → KMS envelope key; otherwise the local key (`BROKER_LOCAL_KEY` base64, or
+ *   the file `BROKER_LOCAL_KEY_FILE`, default .broker/local-master.key, created on first run).
+ * - `BROKER_SECRETS_FILE` → local secrets file; otherwise Secrets Manager `<secretsPrefix>/<id>`.
+ *   Offline (`BROKER_MODE=local`, the default outside Lambda) the file defaults to
+ *   .broker/secrets.json.
+ */
+export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): BrokerDeps {
+  const config = loadConfig(env);
+  const tableName = env.BROKER_TABLE_NAME;
+  if (!tableName) throw new ConfigError('BROKER_TABLE_NAME is not set.');
+  const local = (env.BROKER_MODE ?? (env.AWS_LAMBDA_FUNCTION_NAME ? 'aws' : 'local')) === 'local';
+
+  const keys = env.BROKER_KMS_KEY_ID
+    ? new KmsKeyManager(new KMSClient({}), env.BROKER_KMS_KEY_ID)
+    : local
+      ? LocalKeyManager.fromEnvironmentOrFile(env, resolve(env.BROKER_LOCAL_KEY_FILE ?? '.broker/local-master.key'))
+      : undefined;
+  if (!keys) throw new ConfigError('BROKER_KMS_KEY_ID is not set.');
+
+  const secretsFile = env.BROKER_SECRETS_FILE ?? (local ? '.broker/secrets.json' : undefined);
+  const secrets = secretsFile
+    ? new SecretsFileBackend(resolve(secretsFile))
+    : new SecretsManagerBackend(new SecretsManagerClient({}), env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix);
+
+  return { config, dynamo: new DynamoDBClient({}), tableName, keys, secrets };
+}
+
+let containerBroker: Broker | undefined;
+
+/** The broker of this container, built on first use from the environment. */
+export function getBroker(): Broker {
+  containerBroker ??= createBroker(depsFromEnvironment());
+  return containerBroker;
+}
+
+/** For the offline runtime and tests: install (or clear) the container's broker. */
+export function setBroker(broker: Broker | undefined): void {
+  containerBroker = broker;
+}

@@ -1,0 +1,110 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { canonicalContext, type EncryptionContext, type KeyManager } from './key-manager.ts';
+
+/** Ciphertext format prefix; bump when the layout changes. */
+const FORMAT = 'v1';
+
+export interface EnvelopeOptions {
+  /** How long a plaintext data key may be reused (ms). */
+  maxKeyAgeMs: number;
+  /** How many encryptions (or decryptions) one cached data key may serve. */
+  maxKeyUses: number;
+  /** How many data keys stay cached at once. */
+  maxCachedKeys: number;
+}
+
+export const defaultEnvelopeOptions: EnvelopeOptions = {
+  maxKeyAgeMs: 5 * 60_000,
+  maxKeyUses: 1_000,
+  maxCachedKeys: 1_000,
+};
+
+interface CachedKey {
+  plaintext: Buffer;
+  wrapped: Buffer;
+  uses: number;
+}
+
+/**
+ * Envelope encryption with AES-256-GCM. The text form is
+ * `v1.<wrapped data key>.<iv>.<ciphertext+tag>` (base64url parts). The encryption context is
+ * bound twice: by the key manager to the wrapped data key, and as GCM additional data to the
+ * payload, so a ciphertext copied under another context fails either way.
+ *
+ * Plaintext data keys are cached per context (for encryption) and per wrapped key (for
+ * decryption), each with a bounded age and use count, so a warm container does not call the key
+ * manager on every read or write. Evicted keys are not zeroed: an await may sit between a cache
+ * hit and the key's use, and a key zeroed in that gap would corrupt a concurrent operation.
+ */
+export class Envelope {
+  private readonly options: EnvelopeOptions;
+  private readonly encryptKeys: LRUCache<string, CachedKey>;
+  private readonly decryptKeys: LRUCache<string, CachedKey, EncryptionContext>;
+
+  constructor(
+    private readonly keys: KeyManager,
+    options: Partial<EnvelopeOptions> = {},
+  ) {
+    this.options = { ...defaultEnvelopeOptions, ...options };
+    const common = { max: this.options.maxCachedKeys, ttl: this.options.maxKeyAgeMs };
+    this.encryptKeys = new LRUCache(common);
+    this.decryptKeys = new LRUCache({
+      ...common,
+      fetchMethod: async (cacheKey, _stale, { context }) => {
+        const wrapped = Buffer.from(cacheKey.slice(0, cacheKey.indexOf('|')), 'base64url');
+        const plaintext = await this.keys.decryptDataKey(wrapped, context);
+        return { plaintext, wrapped, uses: 0 };
+      },
+    });
+  }
+
+  async encrypt(plaintext: string, context: EncryptionContext): Promise<string> {
+    const canonical = canonicalContext(context);
+    let key = this.encryptKeys.get(canonical);
+    if (!key || key.uses >= this.options.maxKeyUses) {
+      const fresh = await this.keys.generateDataKey(context);
+      key = { plaintext: fresh.plaintext, wrapped: fresh.wrapped, uses: 0 };
+      this.encryptKeys.set(canonical, key);
+      // Whoever reads this item next in this container needs the same key: seed the decrypt cache.
+      this.decryptKeys.set(decryptCacheKey(fresh.wrapped, canonical), {
+        plaintext: fresh.plaintext,
+        wrapped: fresh.wrapped,
+        uses: 0,
+      });
+    }
+    key.uses += 1;
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
+    cipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
+    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return [FORMAT, key.wrapped.toString('base64url'), iv.toString('base64url'), body.toString('base64url')].join('.');
+  }
+
+  /** Throws on any tampering, a wrong context, or a ciphertext that is not ours. */
+  async decrypt(ciphertext: string, context: EncryptionContext): Promise<string> {
+    const parts = ciphertext.split('.');
+    if (parts.length !== 4 || parts[0] !== FORMAT) throw new Error('Unknown ciphertext format');
+    const [, wrappedText, ivText, bodyText] = parts as [string, string, string, string];
+    const canonical = canonicalContext(context);
+    const cacheKey = decryptCacheKey(Buffer.from(wrappedText, 'base64url'), canonical);
+    let key = await this.decryptKeys.fetch(cacheKey, { context });
+    if (!key) throw new Error('The data key could not be unwrapped');
+    if (key.uses >= this.options.maxKeyUses) {
+      this.decryptKeys.delete(cacheKey);
+      key = await this.decryptKeys.fetch(cacheKey, { context });
+      if (!key) throw new Error('The data key could not be unwrapped');
+    }
+    key.uses += 1;
+    const body = Buffer.from(bodyText, 'base64url');
+    if (body.length < 16) throw new Error('Ciphertext too short');
+    const decipher = createDecipheriv('aes-256-gcm', key.plaintext, Buffer.from(ivText, 'base64url'));
+    decipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
+    decipher.setAuthTag(body.subarray(body.length - 16));
+    return Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]).toString('utf8');
+  }
+}
+
+function decryptCacheKey(wrapped: Buffer, canonical: string): string {
+  return `${wrapped.toString('base64url')}|${canonical}`;
+}

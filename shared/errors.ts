@@ -1,0 +1,91 @@
+/**
+ * One error base with a stable `code`, a `message` safe to show a caller, and a `cause` for the
+ * logs. Messages never carry a token, secret, code or verifier: build them from ids only.
+ */
+export type BrokerErrorCode =
+  | 'invalid_request'
+  | 'unknown_provider'
+  | 'not_found'
+  | 'needs_reauth'
+  | 'provider_rejected'
+  | 'provider_unavailable'
+  | 'internal_error';
+
+export class BrokerError extends Error {
+  readonly code: BrokerErrorCode;
+  constructor(code: BrokerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export class InvalidRequestError extends BrokerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('invalid_request', message, options);
+  }
+}
+
+export class UnknownProviderError extends BrokerError {
+  constructor(providerId: string) {
+    super('unknown_provider', `No provider named "${providerId}" is configured.`);
+  }
+}
+
+export class NotFoundError extends BrokerError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
+
+export class NeedsReauthError extends BrokerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('needs_reauth', message, options);
+  }
+}
+
+/** The provider refused the credentials or the grant: retrying the same request will not help. */
+export class ProviderRejectedError extends BrokerError {
+  /** The OAuth `error` value or the provider's own error code, when it sent one. */
+  readonly providerCode: string | undefined;
+  readonly status: number | undefined;
+  constructor(
+    message: string,
+    details: { providerCode?: string; status?: number; cause?: unknown } = {},
+  ) {
+    super('provider_rejected', message, { cause: details.cause });
+    this.providerCode = details.providerCode;
+    this.status = details.status;
+  }
+}
+
+/** Timeout, network failure, 5xx, 429 or a body we cannot read: worth another try later. */
+export class ProviderUnavailableError extends BrokerError {
+  readonly status: number | undefined;
+  constructor(message: string, details: { status?: number; cause?: unknown } = {}) {
+    super('provider_unavailable', message, { cause: details.cause });
+    this.status = details.status;
+  }
+}
+
+/** A conditional write lost to a newer one. Internal: callers re-read and decide again. */
+export class VersionConflictError extends Error {
+  constructor(message = 'The connection changed since it was read.') {
+    super(message);
+    this.name = 'VersionConflictError';
+  }
+}
+
+/** Configuration that cannot work; thrown once at start-up and names the offending key. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The `{ code, message }` a caller sees; anything that is not a BrokerError becomes a generic one. */
+export function toPublicError(error: unknown): { code: BrokerErrorCode; message: string } {
+  if (error instanceof BrokerError) return { code: error.code, message: error.message };
+  return { code: 'internal_error', message: 'The broker failed unexpectedly; see its logs.' };
+}
