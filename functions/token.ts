@@ -13,4 +13,6 @@ import { validateRequest } from '../shared/validate.ts';
 export const handler = middy<unknown, TokenAnswer>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
   .use(invokeErrors())
-  .handler(async (event) => getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event)));
+  .handler(async (event) =>
+    getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event)),
+  );

@@ -13,7 +13,12 @@ import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import type { ProviderHttpOptions } from './providers/http.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
 import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
-import { SecretSource, SecretsFileBackend, SecretsManagerBackend, type SecretBackend } from './secrets.ts';
+import {
+  SecretSource,
+  SecretsFileBackend,
+  SecretsManagerBackend,
+  type SecretBackend,
+} from './secrets.ts';
 import { ConnectionStore } from './store/connection-store.ts';
 import { TokenService } from './token-service.ts';
 
@@ -43,7 +48,9 @@ export interface Broker {
 export function createBroker(deps: BrokerDeps): Broker {
   const now = deps.now ?? Date.now;
   const logger = deps.logger ?? defaultLogger;
-  const db = DynamoDBDocumentClient.from(deps.dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  const db = DynamoDBDocumentClient.from(deps.dynamo, {
+    marshallOptions: { removeUndefinedValues: true },
+  });
   const store = new ConnectionStore(db, deps.tableName, new Envelope(deps.keys));
   const providers = resolveProviders({
     config: deps.config,
@@ -87,14 +94,20 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
   const keys = env.BROKER_KMS_KEY_ID
     ? new KmsKeyManager(new KMSClient({}), env.BROKER_KMS_KEY_ID)
     : local
-      ? LocalKeyManager.fromEnvironmentOrFile(env, resolve(env.BROKER_LOCAL_KEY_FILE ?? '.broker/local-master.key'))
+      ? LocalKeyManager.fromEnvironmentOrFile(
+          env,
+          resolve(env.BROKER_LOCAL_KEY_FILE ?? '.broker/local-master.key'),
+        )
       : undefined;
   if (!keys) throw new ConfigError('BROKER_KMS_KEY_ID is not set.');
 
   const secretsFile = env.BROKER_SECRETS_FILE ?? (local ? '.broker/secrets.json' : undefined);
   const secrets = secretsFile
     ? new SecretsFileBackend(resolve(secretsFile))
-    : new SecretsManagerBackend(new SecretsManagerClient({}), env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix);
+    : new SecretsManagerBackend(
+        new SecretsManagerClient({}),
+        env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix,
+      );
 
   return { config, dynamo: new DynamoDBClient({}), tableName, keys, secrets };
 }

@@ -102,6 +102,11 @@ export function parseConfig(raw: unknown, source = 'broker.config.json'): Broker
   if (topError) throw new ConfigError(`${source}: ${topError}`);
   const config = withDefaults as BrokerConfig;
   for (const [id, entry] of Object.entries(config.providers)) {
+    if (!new RegExp(providerIdPattern).test(id)) {
+      throw new ConfigError(
+        `${source}: providers.${id}: a provider id is lower-case letters, digits, - and _`,
+      );
+    }
     const kind = providerKinds[entry.kind];
     if (!kind) {
       throw new ConfigError(
@@ -119,13 +124,19 @@ export function parseConfig(raw: unknown, source = 'broker.config.json'): Broker
  * file at `BROKER_CONFIG` (default ./broker.config.json).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
-  if (env.BROKER_CONFIG_JSON) return parseConfig(parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'), 'BROKER_CONFIG_JSON');
+  if (env.BROKER_CONFIG_JSON)
+    return parseConfig(
+      parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'),
+      'BROKER_CONFIG_JSON',
+    );
   const path = resolve(env.BROKER_CONFIG ?? 'broker.config.json');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (cause) {
-    throw new ConfigError(`Cannot read the configuration file ${path}: ${(cause as Error).message}`);
+    throw new ConfigError(
+      `Cannot read the configuration file ${path}: ${(cause as Error).message}`,
+    );
   }
   return parseConfig(parseJsonText(text, path), path);
 }

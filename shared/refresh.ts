@@ -18,11 +18,17 @@ export type RenewalDecision =
   | { renew: true; reason: 'forced' | 'expired' | 'expires_within_min_validity' };
 
 /** Whether tokens must be renewed before serving them; a value, so it is easy to test and log. */
-export function decideRenewal(tokens: TokenSet, now: number, minValidityMs: number, force: boolean): RenewalDecision {
+export function decideRenewal(
+  tokens: TokenSet,
+  now: number,
+  minValidityMs: number,
+  force: boolean,
+): RenewalDecision {
   if (force) return { renew: true, reason: 'forced' };
   if (tokens.expiresAt === undefined) return { renew: false, reason: 'does_not_expire' };
   if (tokens.expiresAt <= now) return { renew: true, reason: 'expired' };
-  if (tokens.expiresAt - now < minValidityMs) return { renew: true, reason: 'expires_within_min_validity' };
+  if (tokens.expiresAt - now < minValidityMs)
+    return { renew: true, reason: 'expires_within_min_validity' };
   return { renew: false, reason: 'valid' };
 }
 
@@ -69,8 +75,14 @@ export async function refreshConnection(
     const now = deps.now();
     if (!current) return createConnection(deps, provider, connectionId);
     assertUsable(current);
-    const renewedSinceSeen = options.seenVersion !== undefined && current.version !== options.seenVersion;
-    const decision = decideRenewal(current.tokens, now, options.minValidityMs, options.force && !renewedSinceSeen);
+    const renewedSinceSeen =
+      options.seenVersion !== undefined && current.version !== options.seenVersion;
+    const decision = decideRenewal(
+      current.tokens,
+      now,
+      options.minValidityMs,
+      options.force && !renewedSinceSeen,
+    );
     if (!decision.renew) return current;
 
     if (current.lease && current.lease.expiresAt >= now) {
@@ -91,7 +103,11 @@ export async function refreshConnection(
       if (error instanceof VersionConflictError) continue; // someone else moved first: re-read
       throw error;
     }
-    deps.logger.info('renewing connection', { provider: provider.id, connectionId, reason: decision.reason });
+    deps.logger.info('renewing connection', {
+      provider: provider.id,
+      connectionId,
+      reason: decision.reason,
+    });
 
     let tokens: TokenSet;
     try {
@@ -112,7 +128,11 @@ export async function refreshConnection(
 }
 
 /** Client-credentials providers have one connection, "default", created on first use. */
-async function createConnection(deps: RefreshDeps, provider: ResolvedProvider, connectionId: string): Promise<Connection> {
+async function createConnection(
+  deps: RefreshDeps,
+  provider: ResolvedProvider,
+  connectionId: string,
+): Promise<Connection> {
   if (provider.kind.grant !== 'client_credentials' || !provider.kind.mint) {
     throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
   }
@@ -135,10 +155,16 @@ async function createConnection(deps: RefreshDeps, provider: ResolvedProvider, c
  * refuses the refresh token) mint afresh where the kind can. A refresh answer without a refresh
  * token keeps the old one (Quidkey's guide, RFC 6749 §6).
  */
-export async function renewTokens(deps: Pick<RefreshDeps, 'now' | 'logger'>, provider: ResolvedProvider, current: TokenSet | undefined): Promise<TokenSet> {
+export async function renewTokens(
+  deps: Pick<RefreshDeps, 'now' | 'logger'>,
+  provider: ResolvedProvider,
+  current: TokenSet | undefined,
+): Promise<TokenSet> {
   const { kind, context } = provider;
   const refreshable =
-    current?.refreshToken !== undefined && kind.refresh && (current.refreshTokenExpiresAt ?? Infinity) > deps.now();
+    current?.refreshToken !== undefined &&
+    kind.refresh &&
+    (current.refreshTokenExpiresAt ?? Infinity) > deps.now();
   if (refreshable && current) {
     try {
       const renewed = await kind.refresh!(context, current);
@@ -146,11 +172,16 @@ export async function renewTokens(deps: Pick<RefreshDeps, 'now' | 'logger'>, pro
       return {
         ...renewed,
         refreshToken: current.refreshToken!,
-        ...(current.refreshTokenExpiresAt !== undefined ? { refreshTokenExpiresAt: current.refreshTokenExpiresAt } : {}),
+        ...(current.refreshTokenExpiresAt !== undefined
+          ? { refreshTokenExpiresAt: current.refreshTokenExpiresAt }
+          : {}),
       };
     } catch (error) {
       if (!(error instanceof ProviderRejectedError) || !kind.mint) throw error;
-      deps.logger.info('refresh token refused; minting afresh', { provider: provider.id, providerCode: error.providerCode });
+      deps.logger.info('refresh token refused; minting afresh', {
+        provider: provider.id,
+        providerCode: error.providerCode,
+      });
     }
   }
   if (kind.mint) return kind.mint(context);
@@ -187,7 +218,12 @@ async function recordRenewalFailure(
  * since, our tokens are still the newest: write them (fenced by version alone) rather than drop
  * them, since the provider may have rotated the refresh token. If someone wrote since, theirs win.
  */
-async function saveRenewedTokens(deps: RefreshDeps, leased: Connection, tokens: TokenSet, holder: string): Promise<Connection> {
+async function saveRenewedTokens(
+  deps: RefreshDeps,
+  leased: Connection,
+  tokens: TokenSet,
+  holder: string,
+): Promise<Connection> {
   try {
     return await deps.store.saveTokens(leased, tokens, deps.now(), holder);
   } catch (error) {
@@ -195,7 +231,10 @@ async function saveRenewedTokens(deps: RefreshDeps, leased: Connection, tokens: 
   }
   for (;;) {
     const latest = await deps.store.get(leased.provider, leased.connectionId);
-    if (!latest) throw new NotFoundError(`The ${leased.provider} connection "${leased.connectionId}" was deleted.`);
+    if (!latest)
+      throw new NotFoundError(
+        `The ${leased.provider} connection "${leased.connectionId}" was deleted.`,
+      );
     if (latest.version !== leased.version) return latest;
     try {
       return await deps.store.saveTokens(latest, tokens, deps.now());

@@ -22,7 +22,9 @@ export class SecretsManagerBackend implements SecretBackend {
     return `Secrets Manager secret ${this.prefix}/${providerId}`;
   }
   async load(providerId: string): Promise<unknown> {
-    const out = await this.client.send(new GetSecretValueCommand({ SecretId: `${this.prefix}/${providerId}` }));
+    const out = await this.client.send(
+      new GetSecretValueCommand({ SecretId: `${this.prefix}/${providerId}` }),
+    );
     return parseWithoutEcho(out.SecretString ?? 'null');
   }
 }
@@ -100,6 +102,9 @@ export class SecretSource {
   }
 
   private unusable(providerId: string, why: string): BrokerError {
-    return new BrokerError('internal_error', `The ${this.backend.describe(providerId)} is unusable: ${why}.`);
+    return new BrokerError(
+      'internal_error',
+      `The ${this.backend.describe(providerId)} is unusable: ${why}.`,
+    );
   }
 }

@@ -1,5 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InvalidRequestError, NeedsReauthError, NotFoundError, ProviderUnavailableError } from './errors.ts';
+import {
+  InvalidRequestError,
+  NeedsReauthError,
+  NotFoundError,
+  ProviderUnavailableError,
+} from './errors.ts';
 import { decideRenewal, refreshConnection, type RefreshDeps } from './refresh.ts';
 import { getProvider, type ResolvedProvider } from './providers/resolve.ts';
 import type { Connection } from './store/connection-store.ts';
@@ -54,7 +59,9 @@ export class TokenService {
 
     const stored = await this.deps.store.get(provider.id, connectionId);
     if (stored?.status === 'needs_reauth') {
-      throw new NeedsReauthError(`The ${provider.id} connection "${connectionId}" needs the user to connect again.`);
+      throw new NeedsReauthError(
+        `The ${provider.id} connection "${connectionId}" needs the user to connect again.`,
+      );
     }
     if (stored && !decideRenewal(stored.tokens, this.deps.now(), minValidityMs, force).renew) {
       return answer(provider, stored);
@@ -122,6 +129,7 @@ function answer(provider: ResolvedProvider, connection: Connection): TokenAnswer
     tokenType: tokens.tokenType,
     accessToken: tokens.accessToken,
     expiresAt: tokens.expiresAt === undefined ? null : new Date(tokens.expiresAt).toISOString(),
-    authorization: provider.kind.authorization?.(tokens) ?? `${tokens.tokenType} ${tokens.accessToken}`,
+    authorization:
+      provider.kind.authorization?.(tokens) ?? `${tokens.tokenType} ${tokens.accessToken}`,
   };
 }

@@ -32,11 +32,16 @@ export function toHttpApiEvent(
 ): APIGatewayProxyEventV2 {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
-    if (name !== 'cookie' && value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+    if (name !== 'cookie' && value !== undefined)
+      headers[name] = Array.isArray(value) ? value.join(',') : value;
   }
-  const cookies = req.headers.cookie?.split(';').map((c) => c.trim()).filter(Boolean);
+  const cookies = req.headers.cookie
+    ?.split(';')
+    .map((c) => c.trim())
+    .filter(Boolean);
   const query: Record<string, string> = {};
-  for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
+  for (const [name, value] of url.searchParams)
+    query[name] = name in query ? `${query[name]},${value}` : value;
   const now = new Date();
   return {
     version: '2.0',
@@ -72,13 +77,22 @@ export function toHttpApiEvent(
 
 /** Writes a handler's payload format 2.0 result as API Gateway would. */
 export function sendHttpApiResult(res: ServerResponse, result: APIGatewayProxyResultV2): void {
-  if (typeof result === 'string' || result === null || result === undefined || !('statusCode' in result || 'body' in result)) {
+  if (
+    typeof result === 'string' ||
+    result === null ||
+    result === undefined ||
+    !('statusCode' in result || 'body' in result)
+  ) {
     // API Gateway's inferred format: anything else is a JSON body with status 200.
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
     return;
   }
-  const headers: Record<string, string | string[]> = { ...(result.headers as Record<string, string>) };
+  const headers: Record<string, string | string[]> = {
+    ...(result.headers as Record<string, string>),
+  };
   if (result.cookies?.length) headers['set-cookie'] = result.cookies;
   const body = result.body ?? '';
-  res.writeHead(result.statusCode ?? 200, headers).end(result.isBase64Encoded ? Buffer.from(body, 'base64') : body);
+  res
+    .writeHead(result.statusCode ?? 200, headers)
+    .end(result.isBase64Encoded ? Buffer.from(body, 'base64') : body);
 }

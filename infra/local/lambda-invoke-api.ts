@@ -34,7 +34,12 @@ export async function invokeFunction(
   try {
     event = payload.length === 0 ? {} : JSON.parse(payload);
   } catch {
-    return awsError(res, 400, 'InvalidRequestContentException', 'Could not parse request body into json');
+    return awsError(
+      res,
+      400,
+      'InvalidRequestContentException',
+      'Could not parse request body into json',
+    );
   }
   if (invocationType === 'DryRun') {
     res.writeHead(204).end();
@@ -42,11 +47,16 @@ export async function invokeFunction(
   }
   const run = handler(event, lambdaContext(name));
   if (invocationType === 'Event') {
-    run.catch((error: unknown) => console.error(`async invoke of ${name} failed:`, (error as Error).name));
+    run.catch((error: unknown) =>
+      console.error(`async invoke of ${name} failed:`, (error as Error).name),
+    );
     res.writeHead(202).end();
     return;
   }
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-amz-executed-version': '$LATEST',
+  };
   try {
     const result = await run;
     res.writeHead(200, headers).end(JSON.stringify(result ?? null));

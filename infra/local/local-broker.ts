@@ -3,7 +3,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  ResourceInUseException,
+} from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import { handler as tokenHandler } from '../../functions/token.ts';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
@@ -75,7 +79,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
   const sandboxes = {
     quiqup: new QuiqupSandbox('quiqup', sandboxClients(secrets, config, 'quiqup'), signingKey, now),
-    quidkey: new QuidkeySandbox('quidkey', sandboxClients(secrets, config, 'quidkey'), signingKey, now),
+    quidkey: new QuidkeySandbox(
+      'quidkey',
+      sandboxClients(secrets, config, 'quidkey'),
+      signingKey,
+      now,
+    ),
   };
   applySandboxLifetimes(sandboxes);
 
@@ -102,7 +111,11 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const routes = [...localRoutes];
   const server = createServer((req, res) => {
     route(req, res).catch((error: unknown) => {
-      console.error('local runtime: request failed:', (error as Error).name, (error as Error).message);
+      console.error(
+        'local runtime: request failed:',
+        (error as Error).name,
+        (error as Error).message,
+      );
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error');
     });
@@ -133,29 +146,48 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     const functionName = matchInvokePath(requestUrl.pathname);
     if (functionName && req.method === 'POST') {
       const type = req.headers['x-amz-invocation-type'];
-      return invokeFunction(functions, functionName, body, Array.isArray(type) ? type[0] : type, res);
+      return invokeFunction(
+        functions,
+        functionName,
+        body,
+        Array.isArray(type) ? type[0] : type,
+        res,
+      );
     }
     const sandbox = /^\/sandbox\/([a-z]+)(\/.*)$/.exec(requestUrl.pathname);
     if (sandbox) {
       const provider = sandboxes[sandbox[1] as keyof typeof sandboxes];
       if (provider) {
-        return provider.handle({ method: req.method ?? 'GET', path: sandbox[2]!, headers: req.headers, body }, res);
+        return provider.handle(
+          { method: req.method ?? 'GET', path: sandbox[2]!, headers: req.headers, body },
+          res,
+        );
       }
     }
     if (requestUrl.pathname === '/sandbox/_stats') {
-      const stats = Object.fromEntries(Object.entries(sandboxes).map(([kind, s]) => [kind, Object.fromEntries(s.calls)]));
+      const stats = Object.fromEntries(
+        Object.entries(sandboxes).map(([kind, s]) => [kind, Object.fromEntries(s.calls)]),
+      );
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(stats));
       return;
     }
     for (const candidate of routes) {
-      const params = candidate.method === req.method ? matchRoute(candidate.path, requestUrl.pathname) : undefined;
+      const params =
+        candidate.method === req.method
+          ? matchRoute(candidate.path, requestUrl.pathname)
+          : undefined;
       const handler = params && functions[candidate.functionName];
       if (params && handler) {
         const event = toHttpApiEvent(req, requestUrl, body, candidate, params);
-        return sendHttpApiResult(res, (await handler(event, lambdaContext(candidate.functionName))) as never);
+        return sendHttpApiResult(
+          res,
+          (await handler(event, lambdaContext(candidate.functionName))) as never,
+        );
       }
     }
-    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'Not Found' }));
+    res
+      .writeHead(404, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ message: 'Not Found' }));
   }
 
   return {
@@ -194,11 +226,16 @@ type SecretsFile = Record<string, Record<string, string>>;
  * points at the sandbox, so a first `npm start` works with no set-up. Existing entries are kept.
  */
 function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
-  const secrets: SecretsFile = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as SecretsFile) : {};
+  const secrets: SecretsFile = existsSync(path)
+    ? (JSON.parse(readFileSync(path, 'utf8')) as SecretsFile)
+    : {};
   let changed = false;
   for (const [id, provider] of Object.entries(config.providers)) {
     if (provider.environment === 'sandbox' && !secrets[id]) {
-      secrets[id] = { client_id: `sandbox-${id}-${randomBytes(4).toString('hex')}`, client_secret: randomBytes(24).toString('base64url') };
+      secrets[id] = {
+        client_id: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
+        client_secret: randomBytes(24).toString('base64url'),
+      };
       changed = true;
     }
   }
@@ -206,17 +243,23 @@ function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
   return secrets;
 }
 
-function sandboxClients(secrets: SecretsFile, config: BrokerConfig, kind: string): Map<string, string> {
+function sandboxClients(
+  secrets: SecretsFile,
+  config: BrokerConfig,
+  kind: string,
+): Map<string, string> {
   const clients = new Map<string, string>();
   for (const [id, provider] of Object.entries(config.providers)) {
     const secret = secrets[id];
-    if (provider.kind === kind && secret?.client_id && secret.client_secret) clients.set(secret.client_id, secret.client_secret);
+    if (provider.kind === kind && secret?.client_id && secret.client_secret)
+      clients.set(secret.client_id, secret.client_secret);
   }
   return clients;
 }
 
 function readOrCreateKey(path: string): Buffer {
-  if (!existsSync(path)) writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
+  if (!existsSync(path))
+    writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600 });
   return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
 }
 
@@ -226,8 +269,10 @@ function applySandboxLifetimes(sandboxes: LocalBroker['sandboxes']): void {
     const value = Number(process.env[name]);
     return Number.isInteger(value) && value > 0 ? value : undefined;
   };
-  sandboxes.quiqup.accessTokenSeconds = seconds('SANDBOX_QUIQUP_TOKEN_SECONDS') ?? sandboxes.quiqup.accessTokenSeconds;
-  sandboxes.quidkey.accessTokenSeconds = seconds('SANDBOX_QUIDKEY_TOKEN_SECONDS') ?? sandboxes.quidkey.accessTokenSeconds;
+  sandboxes.quiqup.accessTokenSeconds =
+    seconds('SANDBOX_QUIQUP_TOKEN_SECONDS') ?? sandboxes.quiqup.accessTokenSeconds;
+  sandboxes.quidkey.accessTokenSeconds =
+    seconds('SANDBOX_QUIDKEY_TOKEN_SECONDS') ?? sandboxes.quidkey.accessTokenSeconds;
   sandboxes.quidkey.refreshTokenSeconds =
     seconds('SANDBOX_QUIDKEY_REFRESH_SECONDS') ?? sandboxes.quidkey.refreshTokenSeconds;
 }

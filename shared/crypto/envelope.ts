@@ -77,8 +77,17 @@ export class Envelope {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
     cipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
-    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
-    return [FORMAT, key.wrapped.toString('base64url'), iv.toString('base64url'), body.toString('base64url')].join('.');
+    const body = Buffer.concat([
+      cipher.update(plaintext, 'utf8'),
+      cipher.final(),
+      cipher.getAuthTag(),
+    ]);
+    return [
+      FORMAT,
+      key.wrapped.toString('base64url'),
+      iv.toString('base64url'),
+      body.toString('base64url'),
+    ].join('.');
   }
 
   /** Throws on any tampering, a wrong context, or a ciphertext that is not ours. */
@@ -98,10 +107,17 @@ export class Envelope {
     key.uses += 1;
     const body = Buffer.from(bodyText, 'base64url');
     if (body.length < 16) throw new Error('Ciphertext too short');
-    const decipher = createDecipheriv('aes-256-gcm', key.plaintext, Buffer.from(ivText, 'base64url'));
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      key.plaintext,
+      Buffer.from(ivText, 'base64url'),
+    );
     decipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
     decipher.setAuthTag(body.subarray(body.length - 16));
-    return Buffer.concat([decipher.update(body.subarray(0, body.length - 16)), decipher.final()]).toString('utf8');
+    return Buffer.concat([
+      decipher.update(body.subarray(0, body.length - 16)),
+      decipher.final(),
+    ]).toString('utf8');
   }
 }
 

@@ -19,5 +19,9 @@ export interface KeyManager {
 
 /** A stable text form of a context: keys sorted, so equal contexts give equal strings. */
 export function canonicalContext(context: EncryptionContext): string {
-  return JSON.stringify(Object.keys(context).sort().map((key) => [key, context[key]]));
+  return JSON.stringify(
+    Object.keys(context)
+      .sort()
+      .map((key) => [key, context[key]]),
+  );
 }

@@ -10,16 +10,25 @@ export class KmsKeyManager implements KeyManager {
 
   async generateDataKey(context: EncryptionContext): Promise<DataKey> {
     const out = await this.kms.send(
-      new GenerateDataKeyCommand({ KeyId: this.keyId, KeySpec: 'AES_256', EncryptionContext: { ...context } }),
+      new GenerateDataKeyCommand({
+        KeyId: this.keyId,
+        KeySpec: 'AES_256',
+        EncryptionContext: { ...context },
+      }),
     );
-    if (!out.Plaintext || !out.CiphertextBlob) throw new Error('KMS GenerateDataKey returned no key');
+    if (!out.Plaintext || !out.CiphertextBlob)
+      throw new Error('KMS GenerateDataKey returned no key');
     return { plaintext: Buffer.from(out.Plaintext), wrapped: Buffer.from(out.CiphertextBlob) };
   }
 
   async decryptDataKey(wrapped: Buffer, context: EncryptionContext): Promise<Buffer> {
     // KeyId pins the key: a ciphertext wrapped under any other key is refused by KMS.
     const out = await this.kms.send(
-      new DecryptCommand({ KeyId: this.keyId, CiphertextBlob: wrapped, EncryptionContext: { ...context } }),
+      new DecryptCommand({
+        KeyId: this.keyId,
+        CiphertextBlob: wrapped,
+        EncryptionContext: { ...context },
+      }),
     );
     if (!out.Plaintext) throw new Error('KMS Decrypt returned no key');
     return Buffer.from(out.Plaintext);

@@ -1,7 +1,12 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { canonicalContext, type DataKey, type EncryptionContext, type KeyManager } from './key-manager.ts';
+import {
+  canonicalContext,
+  type DataKey,
+  type EncryptionContext,
+  type KeyManager,
+} from './key-manager.ts';
 
 const WRAP_VERSION = 1;
 
@@ -23,7 +28,8 @@ export class LocalKeyManager implements KeyManager {
    * `wx` so two processes starting together cannot each write a different key.
    */
   static fromEnvironmentOrFile(env: NodeJS.ProcessEnv, path: string): LocalKeyManager {
-    if (env.BROKER_LOCAL_KEY) return new LocalKeyManager(Buffer.from(env.BROKER_LOCAL_KEY, 'base64'));
+    if (env.BROKER_LOCAL_KEY)
+      return new LocalKeyManager(Buffer.from(env.BROKER_LOCAL_KEY, 'base64'));
     try {
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, randomBytes(32).toString('base64') + '\n', { flag: 'wx', mode: 0o600 });
@@ -39,7 +45,13 @@ export class LocalKeyManager implements KeyManager {
     const cipher = createCipheriv('aes-256-gcm', this.masterKey, iv);
     cipher.setAAD(Buffer.from(canonicalContext(context)));
     const wrappedKey = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    const wrapped = Buffer.concat([Buffer.of(WRAP_VERSION), this.keyId, iv, wrappedKey, cipher.getAuthTag()]);
+    const wrapped = Buffer.concat([
+      Buffer.of(WRAP_VERSION),
+      this.keyId,
+      iv,
+      wrappedKey,
+      cipher.getAuthTag(),
+    ]);
     return { plaintext, wrapped };
   }
 

@@ -13,7 +13,8 @@ export const commonProviderFields = {
     Type.Integer({
       minimum: 0,
       maximum: 86_400,
-      description: 'Renew this long before the access token expires (default: refresh.leadSeconds).',
+      description:
+        'Renew this long before the access token expires (default: refresh.leadSeconds).',
     }),
   ),
   timeoutMs: Type.Optional(

@@ -31,7 +31,14 @@ export const defaultHttpOptions: ProviderHttpOptions = {
   minRetryDelayMs: 200,
 };
 
-export type ProviderHttp = (request: ProviderRequest) => Promise<ProviderResponse>;
+/**
+ * Sends a request and reads its answer with `read`, which runs inside the retry loop: an
+ * unreadable 2xx body is as transient as a 503, and is retried the same way when that is safe.
+ */
+export type ProviderHttp = <T>(
+  request: ProviderRequest,
+  read: (response: ProviderResponse) => T,
+) => Promise<T>;
 
 /**
  * Calls a provider and classifies the outcome in one place: 2xx is returned; 429, 5xx, timeouts
@@ -78,8 +85,8 @@ export function createProviderHttp(options: Partial<ProviderHttpOptions> = {}): 
     );
   };
 
-  return (request) =>
-    pRetry(() => once(request), {
+  return (request, read) =>
+    pRetry(async () => read(await once(request)), {
       retries: request.retrySafe ? retries : 0,
       minTimeout: minRetryDelayMs,
       factor: 2,

@@ -48,23 +48,27 @@ async function call(
   body: Record<string, string>,
   label: string,
 ): Promise<TokenSet> {
-  const response = await ctx.http({
-    label,
-    method: 'POST',
-    url: `${ctx.baseUrl}${path}`,
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify(body),
-    // Minting is harmless to repeat, and refresh tokens are not rotated (and if one ever is
-    // refused, the core falls back to minting), so both calls may be retried.
-    retrySafe: true,
-  });
-  const now = ctx.now();
-  const fields = readOAuthTokenFields(unwrapEnvelope(response, label), label, now);
   const lifetime = (ctx.config.refreshTokenLifetimeSeconds ?? 86_400) * 1000;
-  return {
-    ...fields,
-    ...(fields.refreshToken ? { refreshTokenExpiresAt: now + lifetime } : {}),
-  };
+  return ctx.http(
+    {
+      label,
+      method: 'POST',
+      url: `${ctx.baseUrl}${path}`,
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+      // Minting is harmless to repeat, and refresh tokens are not rotated (and if one ever is
+      // refused, the core falls back to minting), so both calls may be retried.
+      retrySafe: true,
+    },
+    (response) => {
+      const now = ctx.now();
+      const fields = readOAuthTokenFields(unwrapEnvelope(response, label), label, now);
+      return {
+        ...fields,
+        ...(fields.refreshToken ? { refreshTokenExpiresAt: now + lifetime } : {}),
+      };
+    },
+  );
 }
 
 export const quidkey: ProviderKind<QuidkeyConfig> = {
@@ -91,5 +95,10 @@ export const quidkey: ProviderKind<QuidkeyConfig> = {
   },
   // The guide says no new refresh token comes back (the reference shows one): accept both.
   refresh: (ctx, current) =>
-    call(ctx, '/api/v1/oauth2/refresh', { refresh_token: current.refreshToken! }, 'quidkey refresh'),
+    call(
+      ctx,
+      '/api/v1/oauth2/refresh',
+      { refresh_token: current.refreshToken! },
+      'quidkey refresh',
+    ),
 };

@@ -36,18 +36,20 @@ async function tokenRequest(
   const secret = await ctx.secret();
   const params = { client_id: secret.client_id!, client_secret: secret.client_secret!, ...fields };
   const form = ctx.config.tokenRequestEncoding === 'form';
-  const response = await ctx.http({
-    label,
-    method: 'POST',
-    url: `${ctx.baseUrl}/oauth/token`,
-    headers: {
-      'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json',
-      accept: 'application/json',
+  return ctx.http(
+    {
+      label,
+      method: 'POST',
+      url: `${ctx.baseUrl}/oauth/token`,
+      headers: {
+        'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json',
+        accept: 'application/json',
+      },
+      body: form ? new URLSearchParams(params).toString() : JSON.stringify(params),
+      retrySafe,
     },
-    body: form ? new URLSearchParams(params).toString() : JSON.stringify(params),
-    retrySafe,
-  });
-  return readOAuthTokenFields(parseJson(response, label), label, ctx.now());
+    (response) => readOAuthTokenFields(parseJson(response, label), label, ctx.now()),
+  );
 }
 
 export const quiqup: ProviderKind<QuiqupConfig> = {
@@ -61,8 +63,7 @@ export const quiqup: ProviderKind<QuiqupConfig> = {
   },
   secretFields: ['client_id', 'client_secret'],
   // Minting again is the documented way to renew; repeating it is harmless.
-  mint: (ctx) =>
-    tokenRequest(ctx, { grant_type: 'client_credentials' }, 'quiqup token', true),
+  mint: (ctx) => tokenRequest(ctx, { grant_type: 'client_credentials' }, 'quiqup token', true),
   // The schema lists grant_type=refresh_token; used only if an answer ever carried a refresh token.
   // Not retried: a provider that rotates refresh tokens may have consumed it already.
   refresh: (ctx, current) =>

@@ -36,7 +36,10 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
         config: entry as never,
         baseUrl: resolveProviderBaseUrl(entry, kind.hosts, wiring.sandboxBaseUrl),
         secret: () => wiring.secrets.get(id, kind.secretFields),
-        http: createProviderHttp({ ...wiring.http, ...(entry.timeoutMs ? { timeoutMs: entry.timeoutMs } : {}) }),
+        http: createProviderHttp({
+          ...wiring.http,
+          ...(entry.timeoutMs ? { timeoutMs: entry.timeoutMs } : {}),
+        }),
         now: wiring.now,
       },
     });
@@ -44,7 +47,10 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
   return providers;
 }
 
-export function getProvider(providers: Map<string, ResolvedProvider>, id: string): ResolvedProvider {
+export function getProvider(
+  providers: Map<string, ResolvedProvider>,
+  id: string,
+): ResolvedProvider {
   const provider = providers.get(id);
   if (!provider) throw new UnknownProviderError(id);
   return provider;

@@ -1,5 +1,10 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  GetCommand,
+  PutCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
 import { BrokerError, VersionConflictError } from '../errors.ts';
 import type { TokenSet } from '../providers/types.ts';
@@ -67,13 +72,22 @@ export class ConnectionStore {
 
   async get(provider: string, connectionId: string): Promise<Connection | undefined> {
     const out = await this.db.send(
-      new GetCommand({ TableName: this.tableName, Key: { pk: connectionPk(provider, connectionId) }, ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: connectionPk(provider, connectionId) },
+        ConsistentRead: true,
+      }),
     );
     return out.Item ? this.fromItem(out.Item as ConnectionItem) : undefined;
   }
 
   /** Creates a connection; VersionConflictError if one already exists. */
-  async create(provider: string, connectionId: string, tokens: TokenSet, now: number): Promise<Connection> {
+  async create(
+    provider: string,
+    connectionId: string,
+    tokens: TokenSet,
+    now: number,
+  ): Promise<Connection> {
     const item: ConnectionItem = {
       pk: connectionPk(provider, connectionId),
       type: 'connection',
@@ -81,14 +95,21 @@ export class ConnectionStore {
       connectionId,
       status: 'active',
       version: 1,
-      tokens: await this.envelope.encrypt(JSON.stringify(tokens), tokensContext(provider, connectionId)),
+      tokens: await this.envelope.encrypt(
+        JSON.stringify(tokens),
+        tokensContext(provider, connectionId),
+      ),
       ...expiries(tokens),
       createdAt: now,
       updatedAt: now,
       lastRefreshedAt: now,
     };
     await this.conditional(
-      new PutCommand({ TableName: this.tableName, Item: item, ConditionExpression: 'attribute_not_exists(pk)' }),
+      new PutCommand({
+        TableName: this.tableName,
+        Item: item,
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
     );
     return this.fromItemWithTokens(item, tokens);
   }
@@ -97,7 +118,12 @@ export class ConnectionStore {
    * Takes the refresh lease: only if nobody wrote since `current` was read and no live lease is
    * held. VersionConflictError otherwise (re-read and decide again).
    */
-  async acquireLease(current: Connection, holder: string, now: number, leaseMs: number): Promise<Connection> {
+  async acquireLease(
+    current: Connection,
+    holder: string,
+    now: number,
+    leaseMs: number,
+  ): Promise<Connection> {
     const expiresAt = now + leaseMs;
     await this.conditional(
       new UpdateCommand({
@@ -106,7 +132,12 @@ export class ConnectionStore {
         UpdateExpression: 'SET leaseHolder = :holder, leaseExpiresAt = :expiresAt',
         ConditionExpression:
           'version = :version AND (attribute_not_exists(leaseHolder) OR leaseExpiresAt < :now)',
-        ExpressionAttributeValues: { ':holder': holder, ':expiresAt': expiresAt, ':version': current.version, ':now': now },
+        ExpressionAttributeValues: {
+          ':holder': holder,
+          ':expiresAt': expiresAt,
+          ':version': current.version,
+          ':now': now,
+        },
       }),
     );
     return { ...current, lease: { holder, expiresAt } };
@@ -117,10 +148,24 @@ export class ConnectionStore {
    * at the version we read *and* (when `holder` is given) still leased to us, so a holder whose
    * lease lapsed can never overwrite a newer write.
    */
-  async saveTokens(current: Connection, tokens: TokenSet, now: number, holder?: string): Promise<Connection> {
-    const ciphertext = await this.envelope.encrypt(JSON.stringify(tokens), tokensContext(current.provider, current.connectionId));
+  async saveTokens(
+    current: Connection,
+    tokens: TokenSet,
+    now: number,
+    holder?: string,
+  ): Promise<Connection> {
+    const ciphertext = await this.envelope.encrypt(
+      JSON.stringify(tokens),
+      tokensContext(current.provider, current.connectionId),
+    );
     const { accessTokenExpiresAt, refreshTokenExpiresAt } = expiries(tokens);
-    const set = ['tokens = :tokens', '#status = :active', 'version = :next', 'updatedAt = :now', 'lastRefreshedAt = :now'];
+    const set = [
+      'tokens = :tokens',
+      '#status = :active',
+      'version = :next',
+      'updatedAt = :now',
+      'lastRefreshedAt = :now',
+    ];
     const remove = ['leaseHolder', 'leaseExpiresAt', 'lastError'];
     const values: Record<string, unknown> = {
       ':tokens': ciphertext,
@@ -142,13 +187,22 @@ export class ConnectionStore {
         TableName: this.tableName,
         Key: { pk: connectionPk(current.provider, current.connectionId) },
         UpdateExpression: `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`,
-        ConditionExpression: holder ? 'version = :version AND leaseHolder = :holder' : 'version = :version',
+        ConditionExpression: holder
+          ? 'version = :version AND leaseHolder = :holder'
+          : 'version = :version',
         ExpressionAttributeNames: { '#status': 'status' },
         ExpressionAttributeValues: values,
       }),
     );
     const { lease: _lease, lastError: _lastError, ...rest } = current;
-    return { ...rest, status: 'active', version: current.version + 1, tokens, updatedAt: now, lastRefreshedAt: now };
+    return {
+      ...rest,
+      status: 'active',
+      version: current.version + 1,
+      tokens,
+      updatedAt: now,
+      lastRefreshedAt: now,
+    };
   }
 
   /**
@@ -208,7 +262,10 @@ export class ConnectionStore {
     try {
       await this.db.send(command as UpdateCommand);
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException || (error as Error).name === 'ConditionalCheckFailedException') {
+      if (
+        error instanceof ConditionalCheckFailedException ||
+        (error as Error).name === 'ConditionalCheckFailedException'
+      ) {
         throw new VersionConflictError();
       }
       throw error;
@@ -250,9 +307,14 @@ export class ConnectionStore {
 }
 
 /** Expiry times kept in clear beside the ciphertext, for listing and (later) the due index. */
-function expiries(tokens: TokenSet): { accessTokenExpiresAt?: number; refreshTokenExpiresAt?: number } {
+function expiries(tokens: TokenSet): {
+  accessTokenExpiresAt?: number;
+  refreshTokenExpiresAt?: number;
+} {
   return {
     ...(tokens.expiresAt !== undefined ? { accessTokenExpiresAt: tokens.expiresAt } : {}),
-    ...(tokens.refreshTokenExpiresAt !== undefined ? { refreshTokenExpiresAt: tokens.refreshTokenExpiresAt } : {}),
+    ...(tokens.refreshTokenExpiresAt !== undefined
+      ? { refreshTokenExpiresAt: tokens.refreshTokenExpiresAt }
+      : {}),
   };
 }

@@ -15,6 +15,8 @@ const failure = (code: string, message: string, errors?: { field: string; messag
 export class QuidkeySandbox extends SandboxProviderBase {
   accessTokenSeconds = 900;
   refreshTokenSeconds = 86_400;
+  /** The API reference shows a refresh token in refresh answers (the guide says none): both occur. */
+  refreshReturnsRefreshToken = false;
 
   async handle(request: SandboxRequest, res: ServerResponse): Promise<void> {
     const now = this.now();
@@ -22,9 +24,19 @@ export class QuidkeySandbox extends SandboxProviderBase {
       this.count('token');
       if (await this.applyFault(res)) return;
       const body = parseBody(request);
-      const missing = ['grant_type', 'client_id', 'client_secret'].filter((field) => typeof body[field] !== 'string');
+      const missing = ['grant_type', 'client_id', 'client_secret'].filter(
+        (field) => typeof body[field] !== 'string',
+      );
       if (missing.length > 0 || body.grant_type !== 'client_credentials') {
-        return sendJson(res, 400, failure('VALIDATION_ERROR', 'Invalid request', missing.map((field) => ({ field, message: 'is required' }))));
+        return sendJson(
+          res,
+          400,
+          failure(
+            'VALIDATION_ERROR',
+            'Invalid request',
+            missing.map((field) => ({ field, message: 'is required' })),
+          ),
+        );
       }
       if (!this.clientAccepted(body.client_id, body.client_secret)) {
         return sendJson(res, 401, failure('INVALID_CLIENT', 'Invalid client credentials'));
@@ -32,8 +44,16 @@ export class QuidkeySandbox extends SandboxProviderBase {
       return sendJson(res, 200, {
         success: true,
         data: {
-          access_token: this.tokens.issue('access', body.client_id, now + this.accessTokenSeconds * 1000),
-          refresh_token: this.tokens.issue('refresh', body.client_id, now + this.refreshTokenSeconds * 1000),
+          access_token: this.tokens.issue(
+            'access',
+            body.client_id,
+            now + this.accessTokenSeconds * 1000,
+          ),
+          refresh_token: this.tokens.issue(
+            'refresh',
+            body.client_id,
+            now + this.refreshTokenSeconds * 1000,
+          ),
           token_type: 'Bearer',
           expires_in: this.accessTokenSeconds,
         },
@@ -44,14 +64,34 @@ export class QuidkeySandbox extends SandboxProviderBase {
       if (await this.applyFault(res)) return;
       const body = parseBody(request);
       if (typeof body.refresh_token !== 'string') {
-        return sendJson(res, 400, failure('VALIDATION_ERROR', 'Invalid request', [{ field: 'refresh_token', message: 'is required' }]));
+        return sendJson(
+          res,
+          400,
+          failure('VALIDATION_ERROR', 'Invalid request', [
+            { field: 'refresh_token', message: 'is required' },
+          ]),
+        );
       }
       const claims = this.tokens.verify(body.refresh_token, 'refresh', now);
-      if (!claims) return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token is invalid or expired'));
+      if (!claims)
+        return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token is invalid or expired'));
       return sendJson(res, 200, {
         success: true,
         data: {
-          access_token: this.tokens.issue('access', claims.cid, now + this.accessTokenSeconds * 1000),
+          access_token: this.tokens.issue(
+            'access',
+            claims.cid,
+            now + this.accessTokenSeconds * 1000,
+          ),
+          ...(this.refreshReturnsRefreshToken
+            ? {
+                refresh_token: this.tokens.issue(
+                  'refresh',
+                  claims.cid,
+                  now + this.refreshTokenSeconds * 1000,
+                ),
+              }
+            : {}),
           token_type: 'Bearer',
           expires_in: this.accessTokenSeconds,
         },
@@ -62,8 +102,12 @@ export class QuidkeySandbox extends SandboxProviderBase {
       const token = this.bearer(request.headers);
       if (!token) return sendJson(res, 401, failure('NO_TOKEN', 'No token provided'));
       const claims = this.tokens.verify(token, 'access', now);
-      if (!claims) return sendJson(res, 401, failure('INVALID_TOKEN', 'Token is invalid or expired'));
-      return sendJson(res, 200, { success: true, data: { client_id: claims.cid, token_expires_at: new Date(claims.exp).toISOString() } });
+      if (!claims)
+        return sendJson(res, 401, failure('INVALID_TOKEN', 'Token is invalid or expired'));
+      return sendJson(res, 200, {
+        success: true,
+        data: { client_id: claims.cid, token_expires_at: new Date(claims.exp).toISOString() },
+      });
     }
     sendJson(res, 404, failure('NOT_FOUND', 'No such endpoint'));
   }

@@ -22,7 +22,12 @@ export class SandboxTokens {
   ) {}
 
   issue(typ: string, clientId: string, expiresAt: number): string {
-    const claims: SandboxTokenClaims = { typ, cid: clientId, exp: expiresAt, jti: randomBytes(8).toString('hex') };
+    const claims: SandboxTokenClaims = {
+      typ,
+      cid: clientId,
+      exp: expiresAt,
+      jti: randomBytes(8).toString('hex'),
+    };
     const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
     return `${this.prefix}.${payload}.${this.sign(payload)}`;
   }
@@ -34,7 +39,9 @@ export class SandboxTokens {
     const expected = Buffer.from(this.sign(payload));
     const given = Buffer.from(signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
-    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as SandboxTokenClaims;
+    const claims = JSON.parse(
+      Buffer.from(payload, 'base64url').toString('utf8'),
+    ) as SandboxTokenClaims;
     return claims.typ === typ && claims.exp > now ? claims : undefined;
   }
 

@@ -1,0 +1,106 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LambdaClient, InvokeCommand } from '@aws-sdk/client-lambda';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { parseConfig } from '../../shared/config.ts';
+import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
+
+/** A clock the broker and the sandboxes share, so a test can move time instead of waiting. */
+export class TestClock {
+  constructor(public t = Date.UTC(2026, 10, 23, 12, 0, 0)) {}
+  now = (): number => this.t;
+  advance(seconds: number): void {
+    this.t += seconds * 1000;
+  }
+}
+
+export const testConfig = () =>
+  parseConfig({
+    allowedReturnTo: ['http://localhost/'],
+    providers: {
+      quiqup: { kind: 'quiqup', environment: 'sandbox' },
+      quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+    },
+  });
+
+export interface TestBroker extends LocalBroker {
+  clock: TestClock;
+  lambda: LambdaClient;
+  invoke(payload: unknown): Promise<Record<string, unknown>>;
+  /** How many items the table holds (a Scan: only ever used by tests). */
+  itemCount(): Promise<number>;
+  dataDir: string;
+}
+
+/**
+ * The real offline runtime on a free port, in a temporary folder, with an in-memory store, a
+ * shared test clock and short provider timeouts. Invocations go over real HTTP through
+ * @aws-sdk/client-lambda, as a service would call the deployed function.
+ */
+export async function startTestBroker(
+  options: { dataDir?: string; persist?: boolean } = {},
+): Promise<TestBroker> {
+  const clock = new TestClock();
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'broker-test-'));
+  const local = await startLocalBroker({
+    port: 0,
+    dataDir,
+    persist: options.persist ?? false,
+    config: testConfig(),
+    now: clock.now,
+    http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
+  });
+  const lambda = new LambdaClient({
+    endpoint: local.url,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  return {
+    ...local,
+    clock,
+    lambda,
+    dataDir,
+    async invoke(payload: unknown) {
+      const out = await lambda.send(
+        new InvokeCommand({ FunctionName: 'token', Payload: Buffer.from(JSON.stringify(payload)) }),
+      );
+      return JSON.parse(Buffer.from(out.Payload ?? []).toString('utf8')) as Record<string, unknown>;
+    },
+    async itemCount() {
+      const out = await local.dynamo.send(
+        new ScanCommand({ TableName: local.tableName, Select: 'COUNT' }),
+      );
+      return out.Count ?? 0;
+    },
+    async close() {
+      lambda.destroy();
+      await local.close();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Collects everything written to stdout and stderr while `run` runs (the logs included). */
+export async function captureOutput<T>(
+  run: () => Promise<T>,
+): Promise<{ result: T; output: string }> {
+  const chunks: string[] = [];
+  const original = { out: process.stdout.write, err: process.stderr.write };
+  const tap = (stream: NodeJS.WriteStream, write: typeof process.stdout.write) =>
+    ((chunk: unknown, ...rest: unknown[]) => {
+      chunks.push(
+        typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'),
+      );
+      return (write as (...args: unknown[]) => boolean).call(stream, chunk, ...rest);
+    }) as typeof process.stdout.write;
+  process.stdout.write = tap(process.stdout, original.out);
+  process.stderr.write = tap(process.stderr, original.err);
+  try {
+    const result = await run();
+    return { result, output: chunks.join('') };
+  } finally {
+    process.stdout.write = original.out;
+    process.stderr.write = original.err;
+  }
+}

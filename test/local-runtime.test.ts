@@ -1,0 +1,149 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { matchInvokePath } from '../infra/local/lambda-invoke-api.ts';
+import { startTestBroker, type TestBroker } from './helpers/local.ts';
+
+describe('offline runtime: Lambda Invoke API', () => {
+  let local: TestBroker;
+  beforeAll(async () => {
+    local = await startTestBroker();
+  });
+  afterAll(() => local.close());
+
+  it('accepts names, qualified names and ARNs as the Lambda service does', () => {
+    expect(matchInvokePath('/2015-03-31/functions/token/invocations')).toBe('token');
+    expect(matchInvokePath('/2015-03-31/functions/token%3A%24LATEST/invocations')).toBe('token');
+    expect(
+      matchInvokePath(
+        `/2015-03-31/functions/${encodeURIComponent('arn:aws:lambda:eu-west-1:123456789012:function:token')}/invocations`,
+      ),
+    ).toBe('token');
+    expect(matchInvokePath('/2015-03-31/functions/token')).toBeUndefined();
+  });
+
+  it('answers an unknown function as ResourceNotFoundException, through the real SDK', async () => {
+    await expect(
+      local.lambda.send(new InvokeCommand({ FunctionName: 'nope', Payload: Buffer.from('{}') })),
+    ).rejects.toMatchObject({
+      name: 'ResourceNotFoundException',
+    });
+  });
+
+  it('answers a payload that is not JSON as InvalidRequestContentException', async () => {
+    await expect(
+      local.lambda.send(
+        new InvokeCommand({ FunctionName: 'token', Payload: Buffer.from('{nope') }),
+      ),
+    ).rejects.toMatchObject({
+      name: 'InvalidRequestContentException',
+    });
+  });
+
+  it('takes Event invocations (202) and DryRun (204)', async () => {
+    const event = await local.lambda.send(
+      new InvokeCommand({
+        FunctionName: 'token',
+        InvocationType: 'Event',
+        Payload: Buffer.from('{"provider":"quiqup"}'),
+      }),
+    );
+    expect(event.StatusCode).toBe(202);
+    const dry = await local.lambda.send(
+      new InvokeCommand({ FunctionName: 'token', InvocationType: 'DryRun' }),
+    );
+    expect(dry.StatusCode).toBe(204);
+  });
+
+  it('reports a handler that throws as FunctionError Unhandled', async () => {
+    local.functions.explode = async () => {
+      throw new TypeError('boom');
+    };
+    const out = await local.lambda.send(new InvokeCommand({ FunctionName: 'explode' }));
+    expect(out.FunctionError).toBe('Unhandled');
+    expect(JSON.parse(Buffer.from(out.Payload!).toString())).toEqual({
+      errorType: 'TypeError',
+      errorMessage: 'boom',
+    });
+  });
+
+  it('serves HTTP API routes as payload format 2.0 events, cookies and redirects included', async () => {
+    let seen: APIGatewayProxyEventV2 | undefined;
+    local.functions.echo = async (event) => {
+      seen = event as APIGatewayProxyEventV2;
+      return {
+        statusCode: 302,
+        headers: { location: 'https://example.test/done' },
+        cookies: ['a=1; HttpOnly', 'b=2'],
+      };
+    };
+    local.routes.push({ method: 'GET', path: '/connect/{provider}', functionName: 'echo' });
+    const response = await fetch(`${local.url}/connect/quipt?session=s1&x=1&x=2`, {
+      redirect: 'manual',
+      headers: { cookie: 'flow=abc; other=1' },
+    });
+    expect(response.status).toBe(302);
+    expect(response.headers.get('location')).toBe('https://example.test/done');
+    expect(response.headers.getSetCookie()).toEqual(['a=1; HttpOnly', 'b=2']);
+    expect(seen).toMatchObject({
+      version: '2.0',
+      routeKey: 'GET /connect/{provider}',
+      rawPath: '/connect/quipt',
+      rawQueryString: 'session=s1&x=1&x=2',
+      pathParameters: { provider: 'quipt' },
+      queryStringParameters: { session: 's1', x: '1,2' },
+      cookies: ['flow=abc', 'other=1'],
+      requestContext: { http: { method: 'GET', path: '/connect/quipt' } },
+    });
+    expect(seen!.headers.cookie).toBeUndefined(); // API Gateway moves cookies out of the headers
+    expect((await fetch(`${local.url}/connect`)).status).toBe(404);
+  });
+});
+
+describe('offline runtime: persistence', () => {
+  it('keeps connections, the key and the secrets across a restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'broker-persist-'));
+    try {
+      const first = await startTestBroker({ dataDir, persist: true });
+      const before = await first.invoke({ provider: 'quidkey' });
+      await first.close();
+
+      const second = await startTestBroker({ dataDir, persist: true });
+      try {
+        second.clock.t = first.clock.t;
+        const after = await second.invoke({ provider: 'quidkey' });
+        expect(after.accessToken).toBe(before.accessToken);
+        expect(second.sandboxes.quidkey.callCount()).toBe(0); // served from the store, decrypted with the kept key
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('works with the standard SDK client pointed at it (as the README shows)', async () => {
+    const local = await startTestBroker();
+    try {
+      const client = new LambdaClient({
+        endpoint: local.url,
+        region: 'eu-west-1',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      });
+      const out = await client.send(
+        new InvokeCommand({
+          FunctionName: 'token',
+          Payload: JSON.stringify({ provider: 'quiqup' }),
+        }),
+      );
+      const answer = JSON.parse(new TextDecoder().decode(out.Payload));
+      expect(answer).toMatchObject({ ok: true, provider: 'quiqup', tokenType: 'Bearer' });
+      client.destroy();
+    } finally {
+      await local.close();
+    }
+  });
+});
