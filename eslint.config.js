@@ -16,6 +16,11 @@ export default tseslint.config(
     },
   },
   {
+    // Plain Node scripts (TypeScript files get these from @types/node).
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
     // The offline runtime, scripts and tests talk to a person on the terminal.
     files: ['infra/local/**', 'scripts/**', 'bench/**', 'test/**'],
     rules: { 'no-console': 'off' },
