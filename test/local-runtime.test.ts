@@ -52,6 +52,11 @@ describe('offline runtime: Lambda Invoke API', () => {
       }),
     );
     expect(event.StatusCode).toBe(202);
+    // The invocation really ran, in the background: the connection appears.
+    for (let i = 0; i < 50 && !(await local.broker.store.get('quiqup', 'default')); i += 1) {
+      await new Promise((done) => setTimeout(done, 20));
+    }
+    expect(await local.broker.store.get('quiqup', 'default')).toBeDefined();
     const dry = await local.lambda.send(
       new InvokeCommand({ FunctionName: 'token', InvocationType: 'DryRun' }),
     );

@@ -25,6 +25,8 @@ export async function invokeFunction(
   payload: string,
   invocationType: string | undefined,
   res: ServerResponse,
+  /** Told of each background (`Event`) run, so a shutdown can wait for it. */
+  background: (run: Promise<unknown>) => void,
 ): Promise<void> {
   const handler = functions[name];
   if (!handler) {
@@ -47,8 +49,10 @@ export async function invokeFunction(
   }
   const run = handler(event, lambdaContext(name));
   if (invocationType === 'Event') {
-    run.catch((error: unknown) =>
-      console.error(`async invoke of ${name} failed:`, (error as Error).name),
+    background(
+      run.catch((error: unknown) =>
+        console.error(`async invoke of ${name} failed:`, (error as Error).name),
+      ),
     );
     res.writeHead(202).end();
     return;

@@ -7,6 +7,7 @@ import {
   CreateTableCommand,
   DynamoDBClient,
   ResourceInUseException,
+  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import { handler as tokenHandler } from '../../functions/token.ts';
@@ -106,8 +107,18 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   } catch (error) {
     if (!(error instanceof ResourceInUseException)) throw error;
   }
+  // dynalite marks a new table ACTIVE a tick later; writes before that would be refused.
+  await waitUntilTableExists(
+    { client: dynamo, maxWaitTime: 10, minDelay: 0.05, maxDelay: 0.2 },
+    { TableName: tableName },
+  );
 
   const functions = { ...localFunctions };
+  const backgroundRuns = new Set<Promise<unknown>>();
+  const trackBackground = (run: Promise<unknown>) => {
+    backgroundRuns.add(run);
+    void run.finally(() => backgroundRuns.delete(run));
+  };
   const routes = [...localRoutes];
   const server = createServer((req, res) => {
     route(req, res).catch((error: unknown) => {
@@ -152,6 +163,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
         body,
         Array.isArray(type) ? type[0] : type,
         res,
+        trackBackground,
       );
     }
     const sandbox = /^\/sandbox\/([a-z]+)(\/.*)$/.exec(requestUrl.pathname);
@@ -199,9 +211,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     dynamo,
     tableName,
     async close() {
-      setBroker(undefined);
+      // Async invocations may still be talking to the sandbox on this server and writing to the
+      // store: let them finish before either goes away.
+      await Promise.allSettled([...backgroundRuns]);
       server.closeAllConnections();
       await new Promise<void>((done) => server.close(() => done()));
+      setBroker(undefined);
       dynamo.destroy();
       await new Promise<void>((done) => store.close(() => done()));
     },
