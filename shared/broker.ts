@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { loadConfig, type BrokerConfig } from './config.ts';
@@ -9,10 +10,12 @@ import type { KeyManager } from './crypto/key-manager.ts';
 import { KmsKeyManager } from './crypto/kms-key-manager.ts';
 import { LocalKeyManager } from './crypto/local-key-manager.ts';
 import { ConfigError } from './errors.ts';
+import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import type { ProviderHttpOptions } from './providers/http.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
 import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
+import { Refresher } from './refresher.ts';
 import {
   SecretSource,
   SecretsFileBackend,
@@ -29,6 +32,8 @@ export interface BrokerDeps {
   tableName: string;
   keys: KeyManager;
   secrets: SecretBackend;
+  /** Lifecycle events; default: to the log (and kept for the offline landing page). */
+  events?: EventPublisher;
   now?: () => number;
   logger?: BrokerLogger;
   sandboxBaseUrl?: string;
@@ -42,7 +47,9 @@ export interface Broker {
   config: BrokerConfig;
   providers: Map<string, ResolvedProvider>;
   store: ConnectionStore;
+  events: EventPublisher;
   tokens: TokenService;
+  refresher: Refresher;
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -59,15 +66,24 @@ export function createBroker(deps: BrokerDeps): Broker {
     sandboxBaseUrl: deps.sandboxBaseUrl ?? defaultSandboxBaseUrl(),
     ...(deps.http ? { http: deps.http } : {}),
   });
-  const tokens = new TokenService({
+  const events = deps.events ?? new LogEventPublisher(logger);
+  const refreshDeps = {
     store,
+    events,
     providers,
     now,
     logger,
     leaseMs: deps.leaseMs ?? defaultLeaseMs,
     waitMs: deps.waitMs ?? defaultWaitMs,
-  });
-  return { config: deps.config, providers, store, tokens };
+  };
+  return {
+    config: deps.config,
+    providers,
+    store,
+    events,
+    tokens: new TokenService(refreshDeps),
+    refresher: new Refresher({ ...refreshDeps, config: deps.config }),
+  };
 }
 
 function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
@@ -84,6 +100,7 @@ function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
  * - `BROKER_SECRETS_FILE` → local secrets file; otherwise Secrets Manager `<secretsPrefix>/<id>`.
  *   Offline (`BROKER_MODE=local`, the default outside Lambda) the file defaults to
  *   .broker/secrets.json.
+ * - `BROKER_EVENT_BUS` → lifecycle events to that EventBridge bus; otherwise to the log.
  */
 export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): BrokerDeps {
   const config = loadConfig(env);
@@ -109,7 +126,18 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
         env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix,
       );
 
-  return { config, dynamo: new DynamoDBClient({}), tableName, keys, secrets };
+  const events = env.BROKER_EVENT_BUS
+    ? new EventBridgePublisher(new EventBridgeClient({}), env.BROKER_EVENT_BUS)
+    : undefined;
+
+  return {
+    config,
+    dynamo: new DynamoDBClient({}),
+    tableName,
+    keys,
+    secrets,
+    ...(events ? { events } : {}),
+  };
 }
 
 let containerBroker: Broker | undefined;

@@ -28,6 +28,18 @@ const refreshSchema = Type.Object(
       default: 10,
       description: 'Refreshes in flight at once in one refresher run.',
     }),
+    perProviderConcurrency: Type.Integer({
+      minimum: 1,
+      maximum: 200,
+      default: 4,
+      description: "At most this many of one provider's refreshes in flight at once in a run.",
+    }),
+    stopBeforeTimeoutSeconds: Type.Integer({
+      minimum: 5,
+      maximum: 600,
+      default: 60,
+      description: 'The refresher starts no new work this close to its Lambda timeout.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -8,6 +8,7 @@ import {
   VersionConflictError,
   toPublicError,
 } from './errors.ts';
+import { publishSafely, type EventPublisher, type LifecycleEvent } from './events.ts';
 import type { BrokerLogger } from './logger.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
 import type { TokenSet } from './providers/types.ts';
@@ -27,9 +28,31 @@ export function decideRenewal(
   if (force) return { renew: true, reason: 'forced' };
   if (tokens.expiresAt === undefined) return { renew: false, reason: 'does_not_expire' };
   if (tokens.expiresAt <= now) return { renew: true, reason: 'expired' };
-  if (tokens.expiresAt - now < minValidityMs)
+  if (tokens.expiresAt - now < minValidityMs) {
     return { renew: true, reason: 'expires_within_min_validity' };
+  }
   return { renew: false, reason: 'valid' };
+}
+
+/**
+ * When the refresher should renew these tokens (epoch ms), or undefined to keep the connection
+ * out of the due index: tokens that never expire, or that nothing could renew.
+ * For kinds that cannot mint, the refresh token's own end counts too (minus `reauthLeadMs`), so
+ * a connection whose consent is running out is noticed before it breaks.
+ */
+export function nextDueAt(provider: ResolvedProvider, tokens: TokenSet): number | undefined {
+  if (tokens.expiresAt === undefined) return undefined;
+  const { kind } = provider;
+  if (!kind.mint && !(kind.refresh && tokens.refreshToken)) return undefined;
+  const due = tokens.expiresAt - provider.leadMs;
+  if (kind.mint || tokens.refreshTokenExpiresAt === undefined) return due;
+  return Math.min(due, tokens.refreshTokenExpiresAt - provider.reauthLeadMs);
+}
+
+/** Backoff before the refresher tries a failing connection again: 1 min doubling to 1 h, jittered. */
+export function retryDelayMs(failures: number, random = Math.random): number {
+  const ceiling = Math.min(60 * 60_000, 60_000 * 2 ** Math.max(0, failures - 1));
+  return ceiling / 2 + random() * (ceiling / 2);
 }
 
 export interface RefreshOptions {
@@ -42,10 +65,22 @@ export interface RefreshOptions {
    * someone renewed since, and that renewal is what the caller needs.
    */
   seenVersion?: number;
+  /** Wait for another holder's lease (token callers); the refresher moves on instead. */
+  waitForLease?: boolean;
+  /** A copy already read (e.g. from the due index), to save one read; it may be stale. */
+  initial?: Connection;
+}
+
+export type RefreshOutcome = 'renewed' | 'created' | 'fresh' | 'leased_elsewhere';
+
+export interface RefreshResult {
+  connection: Connection;
+  outcome: RefreshOutcome;
 }
 
 export interface RefreshDeps {
   store: ConnectionStore;
+  events: EventPublisher;
   now: () => number;
   logger: BrokerLogger;
   /** How long a refresh lease lasts; longer than the slowest provider call with its retries. */
@@ -61,20 +96,25 @@ export const defaultWaitMs = 20_000;
  * The one refresh protocol, for every caller (the token function and the refresher):
  * read → decide → take a lease with a conditional write → call the provider → write the new tokens
  * conditionally on the version and on still holding the lease → release. A caller that finds a live
- * lease waits and re-reads; a dead holder's lease lapses and is taken over.
+ * lease waits and re-reads (or, for the refresher, moves on); a dead holder's lease lapses and is
+ * taken over. See docs/architecture.md, "The refresh protocol".
  */
 export async function refreshConnection(
   deps: RefreshDeps,
   provider: ResolvedProvider,
   connectionId: string,
   options: RefreshOptions,
-): Promise<Connection> {
+): Promise<RefreshResult> {
   const giveUpAt = deps.now() + deps.waitMs;
+  let initial = options.initial;
   for (let attempt = 0; ; attempt += 1) {
-    const current = await deps.store.get(provider.id, connectionId);
+    const current = initial ?? (await deps.store.get(provider.id, connectionId));
+    initial = undefined; // a stale copy is good for one try only
     const now = deps.now();
     if (!current) return createConnection(deps, provider, connectionId);
     assertUsable(current);
+
+    const consentEnding = consentRunningOut(provider, current.tokens, now);
     const renewedSinceSeen =
       options.seenVersion !== undefined && current.version !== options.seenVersion;
     const decision = decideRenewal(
@@ -83,9 +123,12 @@ export async function refreshConnection(
       options.minValidityMs,
       options.force && !renewedSinceSeen,
     );
-    if (!decision.renew) return current;
+    if (!decision.renew && !consentEnding) return { connection: current, outcome: 'fresh' };
 
     if (current.lease && current.lease.expiresAt >= now) {
+      if (options.waitForLease === false) {
+        return { connection: current, outcome: 'leased_elsewhere' };
+      }
       if (now >= giveUpAt) {
         throw new ProviderUnavailableError(
           `A renewal of ${provider.id}/${connectionId} elsewhere is taking too long; try again shortly.`,
@@ -103,27 +146,31 @@ export async function refreshConnection(
       if (error instanceof VersionConflictError) continue; // someone else moved first: re-read
       throw error;
     }
-    deps.logger.info('renewing connection', {
-      provider: provider.id,
-      connectionId,
-      reason: decision.reason,
-    });
+    const reason = consentEnding ? 'consent_ending' : decision.reason;
+    deps.logger.info('renewing connection', { provider: provider.id, connectionId, reason });
 
     let tokens: TokenSet;
     try {
+      if (consentEnding) {
+        throw new NeedsReauthError(
+          `The ${provider.id} connection "${connectionId}" reaches the end of its consent; the user must connect again.`,
+        );
+      }
       tokens = await renewTokens(deps, provider, current.tokens);
     } catch (error) {
       const outcome = await recordRenewalFailure(deps, provider, leased, holder, error);
       if (outcome === 'superseded') continue; // a newer write landed meanwhile: use it
       if (outcome === 'needs_reauth') {
-        throw new NeedsReauthError(
-          `The ${provider.id} connection "${connectionId}" needs the user to connect again.`,
-          { cause: error },
-        );
+        throw error instanceof NeedsReauthError
+          ? error
+          : new NeedsReauthError(
+              `The ${provider.id} connection "${connectionId}" needs the user to connect again.`,
+              { cause: error },
+            );
       }
       throw error;
     }
-    return saveRenewedTokens(deps, leased, tokens, holder);
+    return saveRenewedTokens(deps, provider, leased, tokens, holder);
   }
 }
 
@@ -132,21 +179,28 @@ async function createConnection(
   deps: RefreshDeps,
   provider: ResolvedProvider,
   connectionId: string,
-): Promise<Connection> {
+): Promise<RefreshResult> {
   if (provider.kind.grant !== 'client_credentials' || !provider.kind.mint) {
     throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
   }
   const tokens = await provider.kind.mint(provider.context);
   try {
-    const created = await deps.store.create(provider.id, connectionId, tokens, deps.now());
+    const connection = await deps.store.create(
+      provider.id,
+      connectionId,
+      tokens,
+      deps.now(),
+      nextDueAt(provider, tokens),
+    );
     deps.logger.info('connection created', { provider: provider.id, connectionId });
-    return created;
+    await publish(deps, 'Connection Created', connection);
+    return { connection, outcome: 'created' };
   } catch (error) {
     if (!(error instanceof VersionConflictError)) throw error;
     // Another container created it first; its token is as good as ours.
     const existing = await deps.store.get(provider.id, connectionId);
     if (!existing) throw error;
-    return existing;
+    return { connection: existing, outcome: 'fresh' };
   }
 }
 
@@ -188,6 +242,12 @@ export async function renewTokens(
   throw new NeedsReauthError(`The ${provider.id} connection cannot be renewed without the user.`);
 }
 
+/**
+ * The failure policy. Transient failures (timeouts, 5xx, 429, garbage) and refusals a person
+ * cannot fix (a client-credentials mint refused) keep the connection active and due again after
+ * a backoff; a permanent refusal for a user-consented connection marks it needs_reauth and takes
+ * it out of the due index. The stored tokens are never touched.
+ */
 async function recordRenewalFailure(
   deps: RefreshDeps,
   provider: ResolvedProvider,
@@ -204,44 +264,95 @@ async function recordRenewalFailure(
     code: publicError.code,
     reason: publicError.message,
   });
+  const retryAt = deps.now() + retryDelayMs(leased.refreshFailures + 1);
+  let recorded: Connection;
   try {
-    await deps.store.recordFailure(leased, holder, publicError, deps.now(), needsReauth);
+    recorded = await deps.store.recordFailure(
+      leased,
+      holder,
+      { error: publicError, needsReauth, retryAt },
+      deps.now(),
+    );
   } catch (writeError) {
     if (writeError instanceof VersionConflictError) return 'superseded';
     throw writeError;
   }
+  await publish(
+    deps,
+    needsReauth ? 'Connection Needs Reauth' : 'Connection Refresh Failed',
+    recorded,
+    publicError,
+  );
   return needsReauth ? 'needs_reauth' : 'recorded';
 }
+
+/** Attempts at writing renewed tokens when the store itself fails (throttling, a blip). */
+const SAVE_ATTEMPTS = 4;
 
 /**
  * Stores renewed tokens. If our lease lapsed while the provider answered but nobody has written
  * since, our tokens are still the newest: write them (fenced by version alone) rather than drop
  * them, since the provider may have rotated the refresh token. If someone wrote since, theirs win.
+ * A failing store is retried: the provider may already have consumed the old refresh token.
  */
 async function saveRenewedTokens(
   deps: RefreshDeps,
+  provider: ResolvedProvider,
   leased: Connection,
   tokens: TokenSet,
   holder: string,
-): Promise<Connection> {
+): Promise<RefreshResult> {
+  const dueAt = nextDueAt(provider, tokens);
+  const save = (current: Connection, fenceHolder?: string) =>
+    withStoreRetries(deps, () =>
+      deps.store.saveTokens(current, tokens, deps.now(), {
+        ...(fenceHolder ? { holder: fenceHolder } : {}),
+        ...(dueAt !== undefined ? { dueAt } : {}),
+      }),
+    );
   try {
-    return await deps.store.saveTokens(leased, tokens, deps.now(), holder);
+    return { connection: await save(leased, holder), outcome: 'renewed' };
   } catch (error) {
     if (!(error instanceof VersionConflictError)) throw error;
   }
   for (;;) {
     const latest = await deps.store.get(leased.provider, leased.connectionId);
-    if (!latest)
+    if (!latest) {
       throw new NotFoundError(
         `The ${leased.provider} connection "${leased.connectionId}" was deleted.`,
       );
-    if (latest.version !== leased.version) return latest;
+    }
+    if (latest.version !== leased.version) return { connection: latest, outcome: 'fresh' };
     try {
-      return await deps.store.saveTokens(latest, tokens, deps.now());
+      return { connection: await save(latest), outcome: 'renewed' };
     } catch (error) {
       if (!(error instanceof VersionConflictError)) throw error;
     }
   }
+}
+
+async function withStoreRetries<T>(deps: RefreshDeps, write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await write();
+    } catch (error) {
+      if (error instanceof VersionConflictError || attempt >= SAVE_ATTEMPTS) throw error;
+      deps.logger.warn('writing renewed tokens failed; retrying', {
+        attempt,
+        error: (error as Error).name,
+      });
+      await sleep(backoffMs(attempt + 2));
+    }
+  }
+}
+
+/** A kind that cannot mint, whose refresh token ends within the provider's re-consent lead. */
+function consentRunningOut(provider: ResolvedProvider, tokens: TokenSet, now: number): boolean {
+  return (
+    !provider.kind.mint &&
+    tokens.refreshTokenExpiresAt !== undefined &&
+    tokens.refreshTokenExpiresAt - now <= provider.reauthLeadMs
+  );
 }
 
 function assertUsable(connection: Connection): void {
@@ -250,6 +361,22 @@ function assertUsable(connection: Connection): void {
       `The ${connection.provider} connection "${connection.connectionId}" needs the user to connect again.`,
     );
   }
+}
+
+function publish(
+  deps: RefreshDeps,
+  type: LifecycleEvent['type'],
+  connection: Connection,
+  error?: { code: string; message: string },
+): Promise<void> {
+  return publishSafely(deps.events, deps.logger, {
+    type,
+    provider: connection.provider,
+    connectionId: connection.connectionId,
+    status: connection.status,
+    ...(error ? { code: error.code, reason: error.message } : {}),
+    at: deps.now(),
+  });
 }
 
 /** 50 ms doubling to 800 ms, with full jitter: waiters do not poll in step. */

@@ -76,7 +76,7 @@ export class TokenService {
           minValidityMs,
           force,
           ...(stored ? { seenVersion: stored.version } : {}),
-        }),
+        }).then((result) => result.connection),
       );
       return answer(provider, renewed);
     } catch (error) {

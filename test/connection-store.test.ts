@@ -108,14 +108,19 @@ describe('refresh lease (fenced)', () => {
     // A stalls; its lease lapses; B takes over, renews and writes.
     const leasedByB = await store.acquireLease(read, 'holder-b', now + 31_000, 30_000);
     await expect(
-      store.saveTokens(leasedByA, tokens(20), now + 32_000, 'holder-a'),
+      store.saveTokens(leasedByA, tokens(20), now + 32_000, { holder: 'holder-a' }),
     ).rejects.toBeInstanceOf(VersionConflictError); // B still holds it
-    await store.saveTokens(leasedByB, tokens(21), now + 33_000, 'holder-b');
+    await store.saveTokens(leasedByB, tokens(21), now + 33_000, { holder: 'holder-b' });
     await expect(
-      store.saveTokens(leasedByA, tokens(22), now + 34_000, 'holder-a'),
+      store.saveTokens(leasedByA, tokens(22), now + 34_000, { holder: 'holder-a' }),
     ).rejects.toBeInstanceOf(VersionConflictError); // B wrote since
     await expect(
-      store.recordFailure(leasedByA, 'holder-a', { code: 'x', message: 'y' }, now + 35_000, true),
+      store.recordFailure(
+        leasedByA,
+        'holder-a',
+        { error: { code: 'x', message: 'y' }, needsReauth: true },
+        now + 35_000,
+      ),
     ).rejects.toBeInstanceOf(VersionConflictError);
     const final = (await store.get('quiqup', 'default'))!;
     expect(final.tokens.accessToken).toBe('access-21');
@@ -134,7 +139,14 @@ describe('refresh lease (fenced)', () => {
     const leased = await store.acquireLease(expired, 'other-container', local.clock.t, 30_000);
     const before = local.sandboxes.quiqup.callCount('token');
     const waiting = refreshConnection(
-      { store, now: local.clock.now, logger, leaseMs: 30_000, waitMs: 5_000 },
+      {
+        store,
+        events: local.broker.events,
+        now: local.clock.now,
+        logger,
+        leaseMs: 30_000,
+        waitMs: 5_000,
+      },
       provider,
       'default',
       { minValidityMs: 60_000, force: false },
@@ -144,10 +156,11 @@ describe('refresh lease (fenced)', () => {
       leased,
       { ...tokens(31), expiresAt: local.clock.t + 3_600_000 },
       local.clock.t,
-      'other-container',
+      { holder: 'other-container' },
     );
     const result = await waiting;
-    expect(result.tokens.accessToken).toBe('access-31');
+    expect(result.connection.tokens.accessToken).toBe('access-31');
+    expect(result.outcome).toBe('fresh');
     expect(local.sandboxes.quiqup.callCount('token')).toBe(before); // the waiter made no provider call
   });
 });

@@ -10,10 +10,12 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
+import { handler as refresherHandler } from '../../functions/refresher.ts';
 import { handler as tokenHandler } from '../../functions/token.ts';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
 import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
+import { LogEventPublisher } from '../../shared/events.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import {
@@ -41,6 +43,8 @@ export interface LocalBrokerOptions {
   tableName?: string;
   /** Provider call timeout and retry settings (tests shorten them). */
   http?: Parameters<typeof createBroker>[0]['http'];
+  /** Run the refresher this often (seconds); 0 = only when invoked. Default 60. */
+  refresherIntervalSeconds?: number;
 }
 
 export interface LocalBroker {
@@ -57,6 +61,7 @@ export interface LocalBroker {
 /** The Lambda functions the offline runtime serves, by function name. */
 export const localFunctions: Record<string, LocalHandler> = {
   token: tokenHandler as LocalHandler,
+  refresher: refresherHandler as LocalHandler,
 };
 
 /** The API Gateway routes the offline runtime serves (the connect flows add theirs). */
@@ -147,6 +152,24 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   // The handlers are the Lambda handlers, unchanged: they find this broker as their container's.
   setBroker(broker);
 
+  // The schedule, as EventBridge would run it in AWS; a run still going is not started twice.
+  const intervalSeconds = options.refresherIntervalSeconds ?? 60;
+  let refresherRunning = false;
+  const schedule =
+    intervalSeconds > 0
+      ? setInterval(() => {
+          if (refresherRunning) return;
+          refresherRunning = true;
+          const run = functions.refresher!({}, lambdaContext('refresher', 5 * 60_000))
+            .catch((error: unknown) =>
+              console.error('scheduled refresher run failed:', (error as Error).name),
+            )
+            .finally(() => (refresherRunning = false));
+          trackBackground(run);
+        }, intervalSeconds * 1000)
+      : undefined;
+  schedule?.unref();
+
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestUrl = new URL(req.url ?? '/', url);
     const body = await readBody(req);
@@ -175,6 +198,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
           res,
         );
       }
+    }
+    if (requestUrl.pathname === '/local/events' && broker.events instanceof LogEventPublisher) {
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify(broker.events.recent, null, 2));
+      return;
     }
     if (requestUrl.pathname === '/sandbox/_stats') {
       const stats = Object.fromEntries(
@@ -211,6 +240,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     dynamo,
     tableName,
     async close() {
+      clearInterval(schedule);
       // Async invocations may still be talking to the sandbox on this server and writing to the
       // store: let them finish before either goes away.
       await Promise.allSettled([...backgroundRuns]);

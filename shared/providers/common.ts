@@ -17,6 +17,13 @@ export const commonProviderFields = {
         'Renew this long before the access token expires (default: refresh.leadSeconds).',
     }),
   ),
+  reauthLeadSeconds: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description:
+        'For kinds without client credentials: turn a connection to needs_reauth this long before its refresh token ends (default 0).',
+    }),
+  ),
   timeoutMs: Type.Optional(
     Type.Integer({
       minimum: 100,
@@ -32,5 +39,6 @@ export interface CommonProviderConfig {
   environment?: string;
   baseUrl?: string;
   refreshLeadSeconds?: number;
+  reauthLeadSeconds?: number;
   timeoutMs?: number;
 }

@@ -11,6 +11,8 @@ export interface ResolvedProvider {
   kind: AnyProviderKind;
   /** Renew this long before the access token expires (ms). */
   leadMs: number;
+  /** Ask for re-consent this long before a refresh token ends (ms; kinds that cannot mint). */
+  reauthLeadMs: number;
   context: ProviderContext<never>;
 }
 
@@ -31,6 +33,7 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
       id,
       kind,
       leadMs: (entry.refreshLeadSeconds ?? wiring.config.refresh.leadSeconds) * 1000,
+      reauthLeadMs: (entry.reauthLeadSeconds ?? 0) * 1000,
       context: {
         providerId: id,
         config: entry as never,

@@ -2,13 +2,14 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   GetCommand,
   PutCommand,
+  QueryCommand,
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
 import { BrokerError, VersionConflictError } from '../errors.ts';
 import type { TokenSet } from '../providers/types.ts';
-import { connectionPk } from './table.ts';
+import { connectionPk, dueIndex, dueShardFor } from './table.ts';
 
 export type ConnectionStatus = 'active' | 'needs_reauth';
 
@@ -31,6 +32,10 @@ export interface Connection {
   updatedAt: number;
   lastRefreshedAt?: number;
   lastError?: ConnectionError;
+  /** Consecutive failed renewals (drives the backoff); 0 after a success. */
+  refreshFailures: number;
+  /** When the refresher should renew it (epoch ms); absent = not in the due index. */
+  dueAt?: number;
   /** Who holds the refresh lease, and until when (epoch ms). */
   lease?: { holder: string; expiresAt: number };
 }
@@ -50,8 +55,27 @@ interface ConnectionItem {
   updatedAt: number;
   lastRefreshedAt?: number;
   lastError?: ConnectionError;
+  refreshFailures?: number;
+  /** Due index keys: present only while the refresher should renew the connection. */
+  dueShard?: string;
+  dueAt?: number;
   leaseHolder?: string;
   leaseExpiresAt?: number;
+}
+
+export interface DuePage {
+  connections: Connection[];
+  /** Pass back to read the next page; absent after the last one. */
+  nextPage?: Record<string, unknown>;
+}
+
+/** What a failed renewal leaves behind. */
+export interface FailureRecord {
+  error: { code: string; message: string };
+  /** Take the connection out of service until a person consents again. */
+  needsReauth: boolean;
+  /** When the refresher should try again (epoch ms); ignored with needsReauth. */
+  retryAt?: number;
 }
 
 /** Binds a tokens ciphertext to its connection: copied onto another item, it will not decrypt. */
@@ -62,6 +86,7 @@ export function tokensContext(provider: string, connectionId: string) {
 /**
  * Connections in the DynamoDB token table (the same adapter serves AWS, moto and the embedded
  * store). Reads are strongly consistent: refresh decisions must see the latest refresh token.
+ * Every write is conditional on the version read.
  */
 export class ConnectionStore {
   constructor(
@@ -81,28 +106,56 @@ export class ConnectionStore {
     return out.Item ? this.fromItem(out.Item as ConnectionItem) : undefined;
   }
 
+  /**
+   * One page of connections due by `until` in one shard of the due index, soonest first. GSI
+   * reads are eventually consistent: callers treat them as hints and write conditionally.
+   */
+  async queryDue(
+    shard: string,
+    until: number,
+    options: { limit?: number; page?: Record<string, unknown> } = {},
+  ): Promise<DuePage> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: dueIndex.name,
+        KeyConditionExpression: '#shard = :shard AND #due <= :until',
+        ExpressionAttributeNames: { '#shard': dueIndex.partitionKey, '#due': dueIndex.sortKey },
+        ExpressionAttributeValues: { ':shard': shard, ':until': until },
+        Limit: options.limit ?? 100,
+        ...(options.page ? { ExclusiveStartKey: options.page } : {}),
+      }),
+    );
+    // A ciphertext that cannot be decrypted surfaces when the refresher renews that connection.
+    const connections = await Promise.all(
+      (out.Items ?? []).map((item) => this.fromItem(item as ConnectionItem)),
+    );
+    return { connections, ...(out.LastEvaluatedKey ? { nextPage: out.LastEvaluatedKey } : {}) };
+  }
+
   /** Creates a connection; VersionConflictError if one already exists. */
   async create(
     provider: string,
     connectionId: string,
     tokens: TokenSet,
     now: number,
+    dueAt?: number,
   ): Promise<Connection> {
+    const pk = connectionPk(provider, connectionId);
     const item: ConnectionItem = {
-      pk: connectionPk(provider, connectionId),
+      pk,
       type: 'connection',
       provider,
       connectionId,
       status: 'active',
       version: 1,
-      tokens: await this.envelope.encrypt(
-        JSON.stringify(tokens),
-        tokensContext(provider, connectionId),
-      ),
+      tokens: await this.encryptTokens(provider, connectionId, tokens),
       ...expiries(tokens),
       createdAt: now,
       updatedAt: now,
       lastRefreshedAt: now,
+      refreshFailures: 0,
+      ...(dueAt !== undefined ? { dueShard: dueShardFor(pk), dueAt } : {}),
     };
     await this.conditional(
       new PutCommand({
@@ -144,57 +197,38 @@ export class ConnectionStore {
   }
 
   /**
-   * Writes renewed tokens and releases the lease. Fenced: the write happens only while the item is
-   * at the version we read *and* (when `holder` is given) still leased to us, so a holder whose
-   * lease lapsed can never overwrite a newer write.
+   * Writes renewed tokens and their next due time, and releases the lease. Fenced: the write
+   * happens only while the item is at the version we read *and* (when `holder` is given) still
+   * leased to us, so a holder whose lease lapsed can never overwrite a newer write.
    */
   async saveTokens(
     current: Connection,
     tokens: TokenSet,
     now: number,
-    holder?: string,
+    options: { holder?: string; dueAt?: number } = {},
   ): Promise<Connection> {
-    const ciphertext = await this.envelope.encrypt(
-      JSON.stringify(tokens),
-      tokensContext(current.provider, current.connectionId),
-    );
+    const pk = connectionPk(current.provider, current.connectionId);
+    const update = new UpdateBuilder()
+      .set('tokens', await this.encryptTokens(current.provider, current.connectionId, tokens))
+      .set('#status', 'active')
+      .set('version', current.version + 1)
+      .set('updatedAt', now)
+      .set('lastRefreshedAt', now)
+      .set('refreshFailures', 0)
+      .remove('leaseHolder', 'leaseExpiresAt', 'lastError');
     const { accessTokenExpiresAt, refreshTokenExpiresAt } = expiries(tokens);
-    const set = [
-      'tokens = :tokens',
-      '#status = :active',
-      'version = :next',
-      'updatedAt = :now',
-      'lastRefreshedAt = :now',
-    ];
-    const remove = ['leaseHolder', 'leaseExpiresAt', 'lastError'];
-    const values: Record<string, unknown> = {
-      ':tokens': ciphertext,
-      ':active': 'active',
-      ':next': current.version + 1,
-      ':now': now,
-      ':version': current.version,
-    };
-    for (const [name, value] of Object.entries({ accessTokenExpiresAt, refreshTokenExpiresAt })) {
-      if (value === undefined) remove.push(name);
-      else {
-        set.push(`${name} = :${name}`);
-        values[`:${name}`] = value;
-      }
-    }
-    if (holder) values[':holder'] = holder;
+    update.setOrRemove('accessTokenExpiresAt', accessTokenExpiresAt);
+    update.setOrRemove('refreshTokenExpiresAt', refreshTokenExpiresAt);
+    update.setOrRemove('dueShard', options.dueAt !== undefined ? dueShardFor(pk) : undefined);
+    update.setOrRemove('dueAt', options.dueAt);
     await this.conditional(
       new UpdateCommand({
         TableName: this.tableName,
-        Key: { pk: connectionPk(current.provider, current.connectionId) },
-        UpdateExpression: `SET ${set.join(', ')} REMOVE ${remove.join(', ')}`,
-        ConditionExpression: holder
-          ? 'version = :version AND leaseHolder = :holder'
-          : 'version = :version',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: values,
+        Key: { pk },
+        ...update.build(current.version, options.holder),
       }),
     );
-    const { lease: _lease, lastError: _lastError, ...rest } = current;
+    const { lease: _lease, lastError: _lastError, dueAt: _dueAt, ...rest } = current;
     return {
       ...rest,
       status: 'active',
@@ -202,42 +236,52 @@ export class ConnectionStore {
       tokens,
       updatedAt: now,
       lastRefreshedAt: now,
+      refreshFailures: 0,
+      ...(options.dueAt !== undefined ? { dueAt: options.dueAt } : {}),
     };
   }
 
   /**
-   * Records a failed renewal and releases our lease; `needsReauth` takes the connection out of
-   * service until a person consents again. The stored tokens are left as they were.
+   * Records a failed renewal and releases our lease. The stored tokens are left as they were.
+   * `needsReauth` takes the connection out of service and out of the due index; otherwise it
+   * stays due again at `retryAt` (the backoff).
    */
   async recordFailure(
     current: Connection,
     holder: string,
-    error: { code: string; message: string },
+    failure: FailureRecord,
     now: number,
-    needsReauth: boolean,
   ): Promise<Connection> {
-    const lastError = { code: error.code, message: error.message, at: now };
-    const status: ConnectionStatus = needsReauth ? 'needs_reauth' : current.status;
+    const pk = connectionPk(current.provider, current.connectionId);
+    const lastError = { ...failure.error, at: now };
+    const status: ConnectionStatus = failure.needsReauth ? 'needs_reauth' : current.status;
+    const dueAt = failure.needsReauth ? undefined : failure.retryAt;
+    const update = new UpdateBuilder()
+      .set('lastError', lastError)
+      .set('#status', status)
+      .set('version', current.version + 1)
+      .set('updatedAt', now)
+      .set('refreshFailures', current.refreshFailures + 1)
+      .remove('leaseHolder', 'leaseExpiresAt');
+    update.setOrRemove('dueShard', dueAt !== undefined ? dueShardFor(pk) : undefined);
+    update.setOrRemove('dueAt', dueAt);
     await this.conditional(
       new UpdateCommand({
         TableName: this.tableName,
-        Key: { pk: connectionPk(current.provider, current.connectionId) },
-        UpdateExpression:
-          'SET lastError = :error, #status = :status, version = :next, updatedAt = :now REMOVE leaseHolder, leaseExpiresAt',
-        ConditionExpression: 'version = :version AND leaseHolder = :holder',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: {
-          ':error': lastError,
-          ':status': status,
-          ':next': current.version + 1,
-          ':now': now,
-          ':version': current.version,
-          ':holder': holder,
-        },
+        Key: { pk },
+        ...update.build(current.version, holder),
       }),
     );
-    const { lease: _lease, ...rest } = current;
-    return { ...rest, status, lastError, version: current.version + 1, updatedAt: now };
+    const { lease: _lease, dueAt: _dueAt, ...rest } = current;
+    return {
+      ...rest,
+      status,
+      lastError,
+      version: current.version + 1,
+      updatedAt: now,
+      refreshFailures: current.refreshFailures + 1,
+      ...(dueAt !== undefined ? { dueAt } : {}),
+    };
   }
 
   /** Gives the lease back without writing tokens (someone else had already renewed). */
@@ -256,6 +300,10 @@ export class ConnectionStore {
       // Lost the lease already: it lapses or was taken over; nothing of ours to give back.
       if (!(error instanceof VersionConflictError)) throw error;
     }
+  }
+
+  private encryptTokens(provider: string, connectionId: string, tokens: TokenSet) {
+    return this.envelope.encrypt(JSON.stringify(tokens), tokensContext(provider, connectionId));
   }
 
   private async conditional(command: PutCommand | UpdateCommand): Promise<void> {
@@ -297,8 +345,10 @@ export class ConnectionStore {
       tokens,
       createdAt: item.createdAt,
       updatedAt: item.updatedAt,
+      refreshFailures: item.refreshFailures ?? 0,
       ...(item.lastRefreshedAt !== undefined ? { lastRefreshedAt: item.lastRefreshedAt } : {}),
       ...(item.lastError ? { lastError: item.lastError } : {}),
+      ...(item.dueAt !== undefined ? { dueAt: item.dueAt } : {}),
       ...(item.leaseHolder && item.leaseExpiresAt !== undefined
         ? { lease: { holder: item.leaseHolder, expiresAt: item.leaseExpiresAt } }
         : {}),
@@ -306,7 +356,52 @@ export class ConnectionStore {
   }
 }
 
-/** Expiry times kept in clear beside the ciphertext, for listing and (later) the due index. */
+/**
+ * Builds a versioned update: SET/REMOVE clauses, always conditional on the version read and,
+ * given a holder, on still holding the lease.
+ */
+class UpdateBuilder {
+  private readonly sets: string[] = [];
+  private readonly removes: string[] = [];
+  private readonly values: Record<string, unknown> = {};
+
+  private readonly names: Record<string, string> = {};
+
+  /** `#name` for attribute names that are DynamoDB reserved words (status). */
+  set(name: string, value: unknown): this {
+    const attribute = name.replace('#', '');
+    if (name.startsWith('#')) this.names[name] = attribute;
+    this.sets.push(`${name} = :${attribute}`);
+    this.values[`:${attribute}`] = value;
+    return this;
+  }
+
+  remove(...names: string[]): this {
+    this.removes.push(...names);
+    return this;
+  }
+
+  setOrRemove(name: string, value: unknown): this {
+    return value === undefined ? this.remove(name) : this.set(name, value);
+  }
+
+  build(expectedVersion: number, holder?: string) {
+    return {
+      UpdateExpression: `SET ${this.sets.join(', ')} REMOVE ${this.removes.join(', ')}`,
+      ConditionExpression: holder
+        ? 'version = :expected AND leaseHolder = :holder'
+        : 'version = :expected',
+      ...(Object.keys(this.names).length > 0 ? { ExpressionAttributeNames: this.names } : {}),
+      ExpressionAttributeValues: {
+        ...this.values,
+        ':expected': expectedVersion,
+        ...(holder ? { ':holder': holder } : {}),
+      },
+    };
+  }
+}
+
+/** Expiry times kept in clear beside the ciphertext, for listing and scheduling. */
 function expiries(tokens: TokenSet): {
   accessTokenExpiresAt?: number;
   refreshTokenExpiresAt?: number;

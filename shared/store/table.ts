@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 
 /**
@@ -10,11 +11,45 @@ export const tableKey = { partitionKey: 'pk' } as const;
 /** The TTL attribute (epoch seconds) for short-lived items such as flows and sessions. */
 export const ttlAttribute = 'ttl';
 
+/**
+ * The due index: a sparse GSI holding only connections the refresher should renew, keyed by a
+ * shard (`due#0` … `due#7`) and the time the connection falls due (epoch ms). Sharding spreads
+ * the index over several partitions so one cannot cap the refresher's throughput; the refresher
+ * queries every shard. Projection ALL, so a refresher run reads each due item once.
+ */
+export const dueIndex = {
+  name: 'due',
+  partitionKey: 'dueShard',
+  sortKey: 'dueAt',
+  shards: 8,
+} as const;
+
+export function dueShardFor(pk: string): string {
+  return `due#${createHash('sha256').update(pk).digest().readUInt32BE(0) % dueIndex.shards}`;
+}
+
+export const allDueShards = (): string[] =>
+  Array.from({ length: dueIndex.shards }, (_, shard) => `due#${shard}`);
+
 export function createTableInput(tableName: string): CreateTableCommandInput {
   return {
     TableName: tableName,
-    AttributeDefinitions: [{ AttributeName: tableKey.partitionKey, AttributeType: 'S' }],
+    AttributeDefinitions: [
+      { AttributeName: tableKey.partitionKey, AttributeType: 'S' },
+      { AttributeName: dueIndex.partitionKey, AttributeType: 'S' },
+      { AttributeName: dueIndex.sortKey, AttributeType: 'N' },
+    ],
     KeySchema: [{ AttributeName: tableKey.partitionKey, KeyType: 'HASH' }],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: dueIndex.name,
+        KeySchema: [
+          { AttributeName: dueIndex.partitionKey, KeyType: 'HASH' },
+          { AttributeName: dueIndex.sortKey, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
     BillingMode: 'PAY_PER_REQUEST',
   };
 }

@@ -17,6 +17,15 @@ export class QuidkeySandbox extends SandboxProviderBase {
   refreshTokenSeconds = 86_400;
   /** The API reference shows a refresh token in refresh answers (the guide says none): both occur. */
   refreshReturnsRefreshToken = false;
+  /**
+   * Strict rotation, as many OAuth servers do it: every refresh answer carries a new refresh
+   * token and a used one is refused. Lets the tests prove that no race loses a refresh token.
+   */
+  rotateRefreshTokens = false;
+  /** Refresh tokens already used (by id), for rotation. */
+  private readonly usedRefreshTokens = new Set<string>();
+  /** Refreshes refused because the refresh token had been used already. */
+  reusedRefreshTokens = 0;
 
   async handle(request: SandboxRequest, res: ServerResponse): Promise<void> {
     const now = this.now();
@@ -75,6 +84,13 @@ export class QuidkeySandbox extends SandboxProviderBase {
       const claims = this.tokens.verify(body.refresh_token, 'refresh', now);
       if (!claims)
         return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token is invalid or expired'));
+      if (this.rotateRefreshTokens) {
+        if (this.usedRefreshTokens.has(claims.jti)) {
+          this.reusedRefreshTokens += 1;
+          return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token was already used'));
+        }
+        this.usedRefreshTokens.add(claims.jti);
+      }
       return sendJson(res, 200, {
         success: true,
         data: {
@@ -83,7 +99,7 @@ export class QuidkeySandbox extends SandboxProviderBase {
             claims.cid,
             now + this.accessTokenSeconds * 1000,
           ),
-          ...(this.refreshReturnsRefreshToken
+          ...(this.refreshReturnsRefreshToken || this.rotateRefreshTokens
             ? {
                 refresh_token: this.tokens.issue(
                   'refresh',

@@ -1,0 +1,18 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import type { Context } from 'aws-lambda';
+import { getBroker } from '../shared/broker.ts';
+import { logger } from '../shared/logger.ts';
+import type { RefreshSummary } from '../shared/refresher.ts';
+
+/**
+ * `refresher` (EventBridge schedule, or invoked by hand with any payload): renews what falls due
+ * before the next run and answers `{ due, refreshed, failed, needsReauth, skipped, durationMs }`.
+ * A failure of the run itself (the table unreachable) is thrown, so the schedule's retries, its
+ * dead-letter queue and the error alarm see it.
+ */
+export const handler = middy<unknown, RefreshSummary, Error, Context>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .handler(async (_event, context) =>
+    getBroker().refresher.run({ remainingMs: () => context.getRemainingTimeInMillis() }),
+  );

@@ -1,0 +1,135 @@
+import pLimit, { type LimitFunction } from 'p-limit';
+import type { BrokerConfig } from './config.ts';
+import { BrokerError, NeedsReauthError, ProviderUnavailableError } from './errors.ts';
+import type { ResolvedProvider } from './providers/resolve.ts';
+import { refreshConnection, type RefreshDeps } from './refresh.ts';
+import type { Connection } from './store/connection-store.ts';
+import { allDueShards } from './store/table.ts';
+
+/** What one refresher run did; logged and returned. */
+export interface RefreshSummary {
+  /** Connections found due before the next run (plus each provider's lead). */
+  due: number;
+  refreshed: number;
+  /** Renewal failed; the connection stays active and due again after a backoff. */
+  failed: number;
+  needsReauth: number;
+  /** Already fresh, renewed elsewhere meanwhile, or not started (time, provider outage). */
+  skipped: number;
+  durationMs: number;
+}
+
+export interface RefresherDeps extends RefreshDeps {
+  config: BrokerConfig;
+  providers: Map<string, ResolvedProvider>;
+}
+
+/** After this many transient failures in a row, a provider gets no more calls in this run. */
+const PROVIDER_FAILURE_LIMIT = 5;
+/** Due items read per query page. */
+const PAGE_SIZE = 100;
+
+/**
+ * The scheduled refresher: finds what falls due before the next run in the due index (Query per
+ * shard, never Scan), and renews it through the same refresh protocol as the token function,
+ * with bounded concurrency overall and per provider, so one provider's outage cannot starve the
+ * others. It starts no new work close to its deadline.
+ */
+export class Refresher {
+  constructor(private readonly deps: RefresherDeps) {}
+
+  async run(options: { remainingMs: () => number }): Promise<RefreshSummary> {
+    const { config, providers, store, now, logger } = this.deps;
+    const started = now();
+    const until = started + config.refresh.scheduleMinutes * 60_000;
+    const stopMarginMs = config.refresh.stopBeforeTimeoutSeconds * 1000;
+    const summary: RefreshSummary = {
+      due: 0,
+      refreshed: 0,
+      failed: 0,
+      needsReauth: 0,
+      skipped: 0,
+      durationMs: 0,
+    };
+
+    const overall = pLimit(config.refresh.concurrency);
+    const perProvider = new Map<string, LimitFunction>();
+    const failuresInRow = new Map<string, number>();
+    const inFlight = new Set<Promise<void>>();
+    const outOfTime = () => options.remainingMs() < stopMarginMs;
+
+    const renew = async (provider: ResolvedProvider, due: Connection): Promise<void> => {
+      if (outOfTime() || (failuresInRow.get(provider.id) ?? 0) >= PROVIDER_FAILURE_LIMIT) {
+        summary.skipped += 1;
+        return;
+      }
+      try {
+        const { outcome } = await refreshConnection(this.deps, provider, due.connectionId, {
+          // Everything due before the next run: dueAt ≤ until means expiry ≤ until + lead.
+          minValidityMs: until - now() + provider.leadMs,
+          force: false,
+          waitForLease: false,
+          initial: due,
+        });
+        if (outcome === 'renewed' || outcome === 'created') summary.refreshed += 1;
+        else summary.skipped += 1;
+        failuresInRow.set(provider.id, 0);
+      } catch (error) {
+        if (error instanceof NeedsReauthError) {
+          summary.needsReauth += 1;
+          return;
+        }
+        summary.failed += 1;
+        if (error instanceof ProviderUnavailableError) {
+          failuresInRow.set(provider.id, (failuresInRow.get(provider.id) ?? 0) + 1);
+        }
+        if (!(error instanceof BrokerError)) {
+          logger.error('refresh failed unexpectedly', {
+            provider: provider.id,
+            connectionId: due.connectionId,
+            error: (error as Error).name,
+          });
+        }
+      }
+    };
+
+    // Fan out over the shards; page through each; keep a bounded backlog so memory stays flat.
+    await Promise.all(
+      allDueShards().map(async (shard) => {
+        let page: Record<string, unknown> | undefined;
+        do {
+          if (outOfTime()) return;
+          const result = await store.queryDue(shard, until, {
+            limit: PAGE_SIZE,
+            ...(page ? { page } : {}),
+          });
+          page = result.nextPage;
+          for (const due of result.connections) {
+            summary.due += 1;
+            const provider = providers.get(due.provider);
+            if (!provider) {
+              summary.skipped += 1; // a provider removed from the configuration
+              continue;
+            }
+            let limit = perProvider.get(provider.id);
+            if (!limit) {
+              limit = pLimit(config.refresh.perProviderConcurrency);
+              perProvider.set(provider.id, limit);
+            }
+            // Per-provider gate first, then the overall one: a provider's backlog can hold at
+            // most its own cap of the overall queue, so the others keep moving.
+            const task: Promise<void> = limit(() => overall(() => renew(provider, due))).finally(
+              () => inFlight.delete(task),
+            );
+            inFlight.add(task);
+          }
+          while (inFlight.size > config.refresh.concurrency * 4) await Promise.race(inFlight);
+        } while (page);
+      }),
+    );
+    await Promise.all(inFlight);
+    summary.durationMs = now() - started;
+    logger.info('refresher run', { ...summary });
+    return summary;
+  }
+}
