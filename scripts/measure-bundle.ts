@@ -1,0 +1,125 @@
+/**
+ * `npx tsx scripts/measure-bundle.ts [entry]`: bundles a function (default functions/token.ts)
+ * with the stack's esbuild settings (infra/broker-function.ts brokerBundling), once with the AWS
+ * SDK bundled and once with it left to the Lambda runtime, and prints the sizes and how long
+ * Node takes to import each bundle. docs/deployment.md records the numbers and the decision.
+ *
+ * The import time of the external variant loads the SDK from this repo's node_modules, standing in
+ * for the runtime's copy under /var/runtime/node_modules: same packages, same unbundled layout.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build, type Metafile } from 'esbuild';
+import { brokerBundling, brokerRuntime } from '../infra/broker-function.ts';
+
+const entry = resolve(process.argv[2] ?? 'functions/token.ts');
+const runs = Number(process.env.MEASURE_RUNS ?? 7);
+// Inside the project so the external variant resolves @aws-sdk/* from node_modules.
+const outRoot = resolve('node_modules/.cache/measure-bundle');
+
+const variants = [
+  { name: 'SDK bundled', externalModules: [] as string[] },
+  // What NodejsFunction leaves out by default on nodejs18.x and later (with the smithy flag on).
+  { name: 'SDK external (runtime)', externalModules: ['@aws-sdk/*', '@smithy/*'] },
+];
+
+interface Measurement {
+  name: string;
+  bundleBytes: number;
+  gzipBytes: number;
+  mapBytes: number;
+  sdkBytes: number;
+  importMs: number;
+}
+
+async function measure(variant: (typeof variants)[number]): Promise<Measurement> {
+  const outdir = join(outRoot, variant.name.replace(/\W+/g, '-'));
+  rmSync(outdir, { recursive: true, force: true });
+  mkdirSync(outdir, { recursive: true });
+  const outfile = join(outdir, 'index.mjs');
+  // The same flags NodejsFunction passes to the esbuild CLI for brokerBundling.
+  const result = await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    target: brokerRuntime.name.replace(/^nodejs(\d+)\.x$/, 'node$1'),
+    format: brokerBundling.format,
+    mainFields: [...brokerBundling.mainFields],
+    banner: { js: brokerBundling.banner },
+    minify: brokerBundling.minify,
+    sourcemap: brokerBundling.sourceMap,
+    sourcesContent: brokerBundling.sourcesContent,
+    external: variant.externalModules,
+    outfile,
+    metafile: true,
+    logLevel: 'warning',
+  });
+  const bundle = readFileSync(outfile);
+  return {
+    name: variant.name,
+    bundleBytes: bundle.length,
+    gzipBytes: gzipSync(bundle, { level: 9 }).length,
+    mapBytes: statSync(`${outfile}.map`).size,
+    sdkBytes: sdkBytesIn(result.metafile, outfile),
+    importMs: medianImportMs(outfile),
+  };
+}
+
+/** Bytes of the output that come from @aws-sdk/* and @smithy/* sources. */
+function sdkBytesIn(metafile: Metafile, outfile: string): number {
+  const output = Object.entries(metafile.outputs).find(([path]) => resolve(path) === outfile)?.[1];
+  if (!output) return 0;
+  return Object.entries(output.inputs)
+    .filter(([path]) => /node_modules\/@(aws-sdk|smithy)\//.test(path))
+    .reduce((sum, [, input]) => sum + input.bytesInOutput, 0);
+}
+
+/** Median time for a fresh `node --enable-source-maps` (as deployed) to import the bundle. */
+function medianImportMs(outfile: string): number {
+  const script = `const t = performance.now(); await import(${JSON.stringify(pathToFileURL(outfile).href)}); console.log(performance.now() - t);`;
+  const times: number[] = [];
+  for (let i = 0; i < runs; i += 1) {
+    const out = execFileSync(
+      process.execPath,
+      ['--enable-source-maps', '--input-type=module', '-e', script],
+      { encoding: 'utf8' },
+    );
+    times.push(Number(out.trim()));
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+const results: Measurement[] = [];
+for (const variant of variants) results.push(await measure(variant));
+
+console.log(
+  `${entry}: esbuild ${brokerBundling.format}, minify, sourcemap (no sources), target from ${brokerRuntime.name}`,
+);
+console.log(`Node ${process.version}, import time = median of ${runs} fresh processes\n`);
+console.log(
+  [
+    'variant'.padEnd(24),
+    'index.mjs'.padStart(11),
+    'gzip'.padStart(10),
+    '.map'.padStart(11),
+    'of it SDK'.padStart(11),
+    'import'.padStart(9),
+  ].join(' '),
+);
+for (const r of results) {
+  console.log(
+    [
+      r.name.padEnd(24),
+      kb(r.bundleBytes).padStart(11),
+      kb(r.gzipBytes).padStart(10),
+      kb(r.mapBytes).padStart(11),
+      kb(r.sdkBytes).padStart(11),
+      `${r.importMs.toFixed(0)} ms`.padStart(9),
+    ].join(' '),
+  );
+}
