@@ -23,6 +23,7 @@ import {
   type SecretBackend,
 } from './secrets.ts';
 import { ConnectionStore } from './store/connection-store.ts';
+import { DynamoSealedCache } from './store/sealed-cache.ts';
 import { TokenService } from './token-service.ts';
 
 /** The ports the core needs; AWS or local adapters behind each. */
@@ -58,9 +59,12 @@ export function createBroker(deps: BrokerDeps): Broker {
   const db = DynamoDBDocumentClient.from(deps.dynamo, {
     marshallOptions: { removeUndefinedValues: true },
   });
-  const store = new ConnectionStore(db, deps.tableName, new Envelope(deps.keys));
+  const envelope = new Envelope(deps.keys);
+  const store = new ConnectionStore(db, deps.tableName, envelope);
   const providers = resolveProviders({
     config: deps.config,
+    sealedCache: (providerId) =>
+      new DynamoSealedCache(db, deps.tableName, envelope, providerId, now),
     secrets: new SecretSource(deps.secrets),
     now,
     sandboxBaseUrl: deps.sandboxBaseUrl ?? defaultSandboxBaseUrl(),

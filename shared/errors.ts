@@ -9,6 +9,7 @@ export type BrokerErrorCode =
   | 'needs_reauth'
   | 'provider_rejected'
   | 'provider_unavailable'
+  | 'access_denied'
   | 'internal_error';
 
 export class BrokerError extends Error {
@@ -65,6 +66,13 @@ export class ProviderUnavailableError extends BrokerError {
   constructor(message: string, details: { status?: number; cause?: unknown } = {}) {
     super('provider_unavailable', message, { cause: details.cause });
     this.status = details.status;
+  }
+}
+
+/** The person declined consent at the provider (or cancelled). */
+export class AccessDeniedError extends BrokerError {
+  constructor(message = 'The user declined or cancelled the connection at the provider.') {
+    super('access_denied', message);
   }
 }
 

@@ -3,7 +3,7 @@ import { UnknownProviderError } from '../errors.ts';
 import type { SecretSource } from '../secrets.ts';
 import { createProviderHttp, type ProviderHttpOptions } from './http.ts';
 import { providerKinds, type AnyProviderKind } from './registry.ts';
-import type { ProviderContext } from './types.ts';
+import type { ProviderContext, SealedCache } from './types.ts';
 
 /** A configured provider, wired once per container: its kind, settings and call context. */
 export interface ResolvedProvider {
@@ -23,6 +23,8 @@ export interface ProviderWiring {
   /** Where `environment: "sandbox"` points (the offline runtime's /sandbox). */
   sandboxBaseUrl: string;
   http?: Partial<ProviderHttpOptions>;
+  /** The encrypted provider-wide cache of each provider (see SealedCache). */
+  sealedCache: (providerId: string) => SealedCache;
 }
 
 export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedProvider> {
@@ -44,6 +46,7 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
           ...(entry.timeoutMs ? { timeoutMs: entry.timeoutMs } : {}),
         }),
         now: wiring.now,
+        sealedCache: wiring.sealedCache(id),
       },
     });
   }

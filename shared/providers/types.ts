@@ -27,6 +27,63 @@ export interface ProviderContext<C> {
   secret(): Promise<ProviderSecret>;
   http: ProviderHttp;
   now(): number;
+  /**
+   * A small provider-wide cache whose values are stored encrypted (e.g. Quicko's API-user token),
+   * shared by every container. Values are strings; `expiresAt` is epoch ms.
+   */
+  sealedCache: SealedCache;
+}
+
+export interface SealedCache {
+  get(name: string): Promise<string | undefined>;
+  put(name: string, value: string, expiresAt: number): Promise<void>;
+  delete(name: string): Promise<void>;
+}
+
+/** The query parameters of a provider's redirect back to our callback route. */
+export type CallbackParams = Record<string, string>;
+
+export interface ConsentStartInput {
+  /**
+   * Our callback URL for this provider (`<public base>/callback/<providerId>`). A kind whose
+   * provider returns no `state` adds `state` to it as a query parameter (Quicko).
+   */
+  callbackUrl: string;
+  /** Random flow id (≥ 128 bits); OAuth 2.0 kinds send it as `state`. */
+  state: string;
+}
+
+export interface ConsentStart {
+  /** Where the browser goes to consent. */
+  authorizationUrl: string;
+  /**
+   * Secret values the callback will need (PKCE verifier, OAuth 1.0a request-token secret); the
+   * core stores them encrypted with the flow and hands them back once.
+   */
+  flowSecrets?: Record<string, string>;
+  /**
+   * When the provider's callback carries its own handle instead of our state (OAuth 1.0a
+   * `oauth_token`), that value; the core finds the flow by its hash. Default: our `state`.
+   */
+  callbackHandle?: string;
+  /** The exact callback URL used, if the kind changed it (Quicko adds `state`); default input's. */
+  callbackUrl?: string;
+}
+
+export interface ConsentCallbackInput {
+  params: CallbackParams;
+  /** The same callback URL the start step used (OAuth 2.0 sends it again as redirect_uri). */
+  callbackUrl: string;
+  state: string;
+  flowSecrets: Record<string, string>;
+}
+
+/** An outgoing request to sign with OAuth 1.0a. */
+export interface SignRequest {
+  method: string;
+  url: string;
+  /** Form-encoded body (its parameters are signed); other bodies are not part of the signature. */
+  body?: string;
 }
 
 /**
@@ -52,4 +109,23 @@ export interface ProviderKind<C extends { kind: string } = { kind: string }> {
   refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
   /** The Authorization header value for the access token (default `Bearer <token>`). */
   authorization?(tokens: TokenSet): string;
+
+  // --- user_consent kinds: the browser flow (see docs/architecture.md, "Connect flows") ---
+  /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */
+  startConsent?(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
+  /**
+   * The flow handle the provider's callback carries: `params.state` by default; OAuth 1.0a uses
+   * `oauth_token`. Undefined when it carries none.
+   */
+  callbackHandle?(params: CallbackParams): string | undefined;
+  /**
+   * Finish consent from the callback's parameters. Throws AccessDeniedError when the person
+   * declined or cancelled, InvalidRequestError for a malformed callback, provider errors as usual.
+   */
+  completeConsent?(ctx: ProviderContext<C>, input: ConsentCallbackInput): Promise<TokenSet>;
+  /**
+   * OAuth 1.0a: the signed `Authorization: OAuth …` header for exactly this request. Secrets
+   * never leave the broker; only the header does.
+   */
+  sign?(ctx: ProviderContext<C>, tokens: TokenSet, request: SignRequest): Promise<string>;
 }
