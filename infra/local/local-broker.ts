@@ -17,6 +17,7 @@ import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
+import { providerKinds } from '../../shared/providers/registry.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import {
   matchRoute,
@@ -26,8 +27,7 @@ import {
 } from './http-api-events.ts';
 import { lambdaContext, type LocalHandler } from './lambda-context.ts';
 import { invokeFunction, matchInvokePath } from './lambda-invoke-api.ts';
-import { QuidkeySandbox } from './sandbox/quidkey-sandbox.ts';
-import { QuiqupSandbox } from './sandbox/quiqup-sandbox.ts';
+import { createSandboxes, type Sandboxes } from './sandbox/index.ts';
 
 export interface LocalBrokerOptions {
   /** Port to listen on; 0 picks a free one. Default 3000. */
@@ -50,7 +50,7 @@ export interface LocalBrokerOptions {
 export interface LocalBroker {
   url: string;
   broker: Broker;
-  sandboxes: { quiqup: QuiqupSandbox; quidkey: QuidkeySandbox };
+  sandboxes: Sandboxes;
   functions: Record<string, LocalHandler>;
   routes: HttpApiRoute[];
   dynamo: DynamoDBClient;
@@ -83,15 +83,11 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const secretsPath = join(dataDir, 'secrets.json');
   const secrets = ensureSandboxSecrets(secretsPath, config);
   const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
-  const sandboxes = {
-    quiqup: new QuiqupSandbox('quiqup', sandboxClients(secrets, config, 'quiqup'), signingKey, now),
-    quidkey: new QuidkeySandbox(
-      'quidkey',
-      sandboxClients(secrets, config, 'quidkey'),
-      signingKey,
-      now,
-    ),
-  };
+  const sandboxes = createSandboxes({
+    clients: (kind) => sandboxClients(secrets, config, kind),
+    signingKey,
+    now,
+  });
   applySandboxLifetimes(sandboxes);
 
   const store = dynalite({
@@ -194,7 +190,14 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       const provider = sandboxes[sandbox[1] as keyof typeof sandboxes];
       if (provider) {
         return provider.handle(
-          { method: req.method ?? 'GET', path: sandbox[2]!, headers: req.headers, body },
+          {
+            method: req.method ?? 'GET',
+            path: sandbox[2]!,
+            query: requestUrl.searchParams,
+            baseUrl: `${url}/sandbox/${sandbox[1]}`,
+            headers: req.headers,
+            body,
+          },
           res,
         );
       }
@@ -277,9 +280,13 @@ function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
   let changed = false;
   for (const [id, provider] of Object.entries(config.providers)) {
     if (provider.environment === 'sandbox' && !secrets[id]) {
+      // The kind's fields: an id-like first one (client_id, api_key, consumer_key), secrets after.
+      const [idField, ...secretFields] = providerKinds[provider.kind]!.secretFields;
       secrets[id] = {
-        client_id: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
-        client_secret: randomBytes(24).toString('base64url'),
+        [idField!]: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
+        ...Object.fromEntries(
+          secretFields.map((field) => [field, randomBytes(24).toString('base64url')]),
+        ),
       };
       changed = true;
     }
@@ -295,9 +302,12 @@ function sandboxClients(
 ): Map<string, string> {
   const clients = new Map<string, string>();
   for (const [id, provider] of Object.entries(config.providers)) {
-    const secret = secrets[id];
-    if (provider.kind === kind && secret?.client_id && secret.client_secret)
-      clients.set(secret.client_id, secret.client_secret);
+    if (provider.kind !== kind) continue;
+    // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
+    const [idField, secretField] = providerKinds[kind]!.secretFields;
+    const clientId = secrets[id]?.[idField!];
+    const clientSecret = secrets[id]?.[secretField!];
+    if (clientId && clientSecret) clients.set(clientId, clientSecret);
   }
   return clients;
 }

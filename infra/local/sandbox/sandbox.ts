@@ -12,6 +12,10 @@ export interface SandboxRequest {
   method: string;
   /** Path below the provider's sandbox base, e.g. "/oauth/token". */
   path: string;
+  /** The query string's parameters. */
+  query: URLSearchParams;
+  /** Public URL of this provider's sandbox base, e.g. http://localhost:3000/sandbox/quipt. */
+  baseUrl: string;
   headers: IncomingMessage['headers'];
   body: string;
 }

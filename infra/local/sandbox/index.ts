@@ -1,0 +1,20 @@
+import { QuidkeySandbox } from './quidkey-sandbox.ts';
+import { QuiqupSandbox } from './quiqup-sandbox.ts';
+
+export interface SandboxWiring {
+  /** client_id → client_secret of the configured providers of this kind (from the secrets file). */
+  clients: (kind: string) => Map<string, string>;
+  signingKey: Buffer;
+  now: () => number;
+}
+
+/** Every sandbox provider the offline runtime serves, under /sandbox/<kind>. */
+export function createSandboxes(wiring: SandboxWiring) {
+  const { clients, signingKey, now } = wiring;
+  return {
+    quiqup: new QuiqupSandbox('quiqup', clients('quiqup'), signingKey, now),
+    quidkey: new QuidkeySandbox('quidkey', clients('quidkey'), signingKey, now),
+  };
+}
+
+export type Sandboxes = ReturnType<typeof createSandboxes>;
