@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LambdaClient, InvokeCommand } from '@aws-sdk/client-lambda';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { parseConfig } from '../../shared/config.ts';
+import { parseConfig, type BrokerConfig } from '../../shared/config.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
 
 /** A clock the broker and the sandboxes share, so a test can move time instead of waiting. */
@@ -39,7 +39,7 @@ export interface TestBroker extends LocalBroker {
  * @aws-sdk/client-lambda, as a service would call the deployed function.
  */
 export async function startTestBroker(
-  options: { dataDir?: string; persist?: boolean } = {},
+  options: { dataDir?: string; persist?: boolean; config?: BrokerConfig } = {},
 ): Promise<TestBroker> {
   const clock = new TestClock();
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'broker-test-'));
@@ -47,7 +47,7 @@ export async function startTestBroker(
     port: 0,
     dataDir,
     persist: options.persist ?? false,
-    config: testConfig(),
+    config: options.config ?? testConfig(),
     now: clock.now,
     http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
   });
