@@ -22,6 +22,10 @@ import {
   SecretsManagerBackend,
   type SecretBackend,
 } from './secrets.ts';
+import { ConnectService } from './connect/connect-service.ts';
+import { ConnectionsApi } from './connect/connections-api.ts';
+import { FlowStore } from './connect/flow-store.ts';
+import { ConnectionDirectory } from './store/connection-directory.ts';
 import { ConnectionStore } from './store/connection-store.ts';
 import { DynamoSealedCache } from './store/sealed-cache.ts';
 import { TokenService } from './token-service.ts';
@@ -51,6 +55,8 @@ export interface Broker {
   events: EventPublisher;
   tokens: TokenService;
   refresher: Refresher;
+  connect: ConnectService;
+  connections: ConnectionsApi;
 }
 
 export function createBroker(deps: BrokerDeps): Broker {
@@ -80,6 +86,15 @@ export function createBroker(deps: BrokerDeps): Broker {
     leaseMs: deps.leaseMs ?? defaultLeaseMs,
     waitMs: deps.waitMs ?? defaultWaitMs,
   };
+  const connect = new ConnectService({
+    config: deps.config,
+    providers,
+    flows: new FlowStore(db, deps.tableName, envelope),
+    store,
+    events,
+    logger,
+    now,
+  });
   return {
     config: deps.config,
     providers,
@@ -87,6 +102,15 @@ export function createBroker(deps: BrokerDeps): Broker {
     events,
     tokens: new TokenService(refreshDeps),
     refresher: new Refresher({ ...refreshDeps, config: deps.config }),
+    connect,
+    connections: new ConnectionsApi({
+      providers,
+      directory: new ConnectionDirectory(db, deps.tableName),
+      connect,
+      events,
+      logger,
+      now,
+    }),
   };
 }
 
@@ -104,6 +128,7 @@ function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
  * - `BROKER_SECRETS_FILE` → local secrets file; otherwise Secrets Manager `<secretsPrefix>/<id>`.
  *   Offline (`BROKER_MODE=local`, the default outside Lambda) the file defaults to
  *   .broker/secrets.json.
+ * - `BROKER_PUBLIC_BASE_URL`: the public URL of the HTTP routes (overrides publicBaseUrl).
  * - `BROKER_EVENT_BUS` → lifecycle events to that EventBridge bus; otherwise to the log.
  */
 export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): BrokerDeps {
@@ -135,7 +160,10 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
     : undefined;
 
   return {
-    config,
+    // The stack knows the API's URL only at deploy time, so it arrives as an environment value.
+    config: env.BROKER_PUBLIC_BASE_URL
+      ? { ...config, publicBaseUrl: env.BROKER_PUBLIC_BASE_URL }
+      : config,
     dynamo: new DynamoDBClient({}),
     tableName,
     keys,

@@ -44,6 +44,24 @@ const refreshSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const connectSchema = Type.Object(
+  {
+    sessionTtlSeconds: Type.Integer({
+      minimum: 60,
+      maximum: 86_400,
+      default: 1800,
+      description: 'How long a connect session URL stays usable (single use).',
+    }),
+    flowTtlSeconds: Type.Integer({
+      minimum: 60,
+      maximum: 3600,
+      default: 600,
+      description: 'How long a person has to finish consent at the provider.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 /** The top level of broker.config.json. Provider entries are checked per kind (see below). */
 export const configSchema = Type.Object(
   {
@@ -65,6 +83,7 @@ export const configSchema = Type.Object(
       description: 'URL prefixes a connect flow may send the browser back to.',
     }),
     refresh: refreshSchema,
+    connect: connectSchema,
     providers: Type.Record(
       Type.String({ pattern: providerIdPattern }),
       Type.Object({ kind: Type.String() }, { additionalProperties: true }),

@@ -85,8 +85,8 @@ describe('offline runtime: Lambda Invoke API', () => {
         cookies: ['a=1; HttpOnly', 'b=2'],
       };
     };
-    local.routes.push({ method: 'GET', path: '/connect/{provider}', functionName: 'echo' });
-    const response = await fetch(`${local.url}/connect/quipt?session=s1&x=1&x=2`, {
+    local.routes.push({ method: 'GET', path: '/echo/{provider}', functionName: 'echo' });
+    const response = await fetch(`${local.url}/echo/quipt?session=s1&x=1&x=2`, {
       redirect: 'manual',
       headers: { cookie: 'flow=abc; other=1' },
     });
@@ -95,16 +95,16 @@ describe('offline runtime: Lambda Invoke API', () => {
     expect(response.headers.getSetCookie()).toEqual(['a=1; HttpOnly', 'b=2']);
     expect(seen).toMatchObject({
       version: '2.0',
-      routeKey: 'GET /connect/{provider}',
-      rawPath: '/connect/quipt',
+      routeKey: 'GET /echo/{provider}',
+      rawPath: '/echo/quipt',
       rawQueryString: 'session=s1&x=1&x=2',
       pathParameters: { provider: 'quipt' },
       queryStringParameters: { session: 's1', x: '1,2' },
       cookies: ['flow=abc', 'other=1'],
-      requestContext: { http: { method: 'GET', path: '/connect/quipt' } },
+      requestContext: { http: { method: 'GET', path: '/echo/quipt' } },
     });
     expect(seen!.headers.cookie).toBeUndefined(); // API Gateway moves cookies out of the headers
-    expect((await fetch(`${local.url}/connect`)).status).toBe(404);
+    expect((await fetch(`${local.url}/echo`)).status).toBe(404);
   });
 });
 

@@ -10,6 +10,9 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
+import { handler as connectCallbackHandler } from '../../functions/connect-callback.ts';
+import { handler as connectStartHandler } from '../../functions/connect-start.ts';
+import { handler as connectionsHandler } from '../../functions/connections.ts';
 import { handler as refresherHandler } from '../../functions/refresher.ts';
 import { handler as tokenHandler } from '../../functions/token.ts';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
@@ -27,6 +30,7 @@ import {
 } from './http-api-events.ts';
 import { lambdaContext, type LocalHandler } from './lambda-context.ts';
 import { invokeFunction, matchInvokePath } from './lambda-invoke-api.ts';
+import { serveLandingPage } from './landing-page.ts';
 import { createSandboxes, type Sandboxes } from './sandbox/index.ts';
 
 export interface LocalBrokerOptions {
@@ -61,11 +65,17 @@ export interface LocalBroker {
 /** The Lambda functions the offline runtime serves, by function name. */
 export const localFunctions: Record<string, LocalHandler> = {
   token: tokenHandler as LocalHandler,
+  connections: connectionsHandler as LocalHandler,
   refresher: refresherHandler as LocalHandler,
+  'connect-start': connectStartHandler as LocalHandler,
+  'connect-callback': connectCallbackHandler as LocalHandler,
 };
 
-/** The API Gateway routes the offline runtime serves (the connect flows add theirs). */
-export const localRoutes: HttpApiRoute[] = [];
+/** The API Gateway routes the offline runtime serves: the same as the stack's HTTP API. */
+export const localRoutes: HttpApiRoute[] = [
+  { method: 'GET', path: '/connect/{provider}', functionName: 'connect-start' },
+  { method: 'GET', path: '/callback/{provider}', functionName: 'connect-callback' },
+];
 
 const MAX_BODY_BYTES = 6 * 1024 * 1024; // Lambda's synchronous payload limit
 
@@ -136,7 +146,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const url = `http://localhost:${(server.address() as AddressInfo).port}`;
 
   const broker = createBroker({
-    config: { ...config, publicBaseUrl: config.publicBaseUrl ?? url },
+    config: {
+      ...config,
+      publicBaseUrl: config.publicBaseUrl ?? url,
+      // The landing page's own Connect buttons come back to it.
+      allowedReturnTo: [...config.allowedReturnTo, `${url}/`],
+    },
     dynamo,
     tableName,
     keys: LocalKeyManager.fromEnvironmentOrFile(process.env, join(dataDir, 'local-master.key')),
@@ -202,6 +217,8 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
         );
       }
     }
+    const origin = req.headers.origin;
+    if (await serveLandingPage(broker, req.method ?? 'GET', requestUrl, body, res, origin)) return;
     if (requestUrl.pathname === '/local/events' && broker.events instanceof LogEventPublisher) {
       res
         .writeHead(200, { 'content-type': 'application/json' })

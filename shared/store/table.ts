@@ -24,6 +24,29 @@ export const dueIndex = {
   shards: 8,
 } as const;
 
+/**
+ * Connections by provider, for listing without a Scan. Sparse by construction: only connection
+ * items carry both `provider` and `connectionId`. The projection leaves the tokens ciphertext out,
+ * so listing never reads (or could leak) a token.
+ */
+export const providerIndex = {
+  name: 'by-provider',
+  partitionKey: 'provider',
+  sortKey: 'connectionId',
+  projectedAttributes: [
+    'status',
+    'version',
+    'accessTokenExpiresAt',
+    'refreshTokenExpiresAt',
+    'createdAt',
+    'updatedAt',
+    'lastRefreshedAt',
+    'lastError',
+    'refreshFailures',
+    'dueAt',
+  ],
+} as const;
+
 export function dueShardFor(pk: string): string {
   return `due#${createHash('sha256').update(pk).digest().readUInt32BE(0) % dueIndex.shards}`;
 }
@@ -38,6 +61,8 @@ export function createTableInput(tableName: string): CreateTableCommandInput {
       { AttributeName: tableKey.partitionKey, AttributeType: 'S' },
       { AttributeName: dueIndex.partitionKey, AttributeType: 'S' },
       { AttributeName: dueIndex.sortKey, AttributeType: 'N' },
+      { AttributeName: providerIndex.partitionKey, AttributeType: 'S' },
+      { AttributeName: providerIndex.sortKey, AttributeType: 'S' },
     ],
     KeySchema: [{ AttributeName: tableKey.partitionKey, KeyType: 'HASH' }],
     GlobalSecondaryIndexes: [
@@ -49,6 +74,17 @@ export function createTableInput(tableName: string): CreateTableCommandInput {
         ],
         Projection: { ProjectionType: 'ALL' },
       },
+      {
+        IndexName: providerIndex.name,
+        KeySchema: [
+          { AttributeName: providerIndex.partitionKey, KeyType: 'HASH' },
+          { AttributeName: providerIndex.sortKey, KeyType: 'RANGE' },
+        ],
+        Projection: {
+          ProjectionType: 'INCLUDE',
+          NonKeyAttributes: [...providerIndex.projectedAttributes],
+        },
+      },
     ],
     BillingMode: 'PAY_PER_REQUEST',
   };
@@ -56,3 +92,6 @@ export function createTableInput(tableName: string): CreateTableCommandInput {
 
 export const connectionPk = (provider: string, connectionId: string) =>
   `connection#${provider}#${connectionId}`;
+
+export const connectSessionPk = (tokenHash: string) => `session#${tokenHash}`;
+export const connectFlowPk = (handleHash: string) => `flow#${handleHash}`;

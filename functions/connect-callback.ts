@@ -1,0 +1,62 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { parseCookie } from 'cookie';
+import { getBroker } from '../shared/broker.ts';
+import { returnToWith } from '../shared/connect/return-to.ts';
+import { pageErrors } from '../shared/http/page-errors.ts';
+import { clearCookie, htmlPage, redirect, statusForCode } from '../shared/http/responses.ts';
+import { logger } from '../shared/logger.ts';
+
+/**
+ * `GET /callback/{provider}` (connect-callback): finds the flow, checks this browser's cookie,
+ * consumes the flow once, exchanges and stores the tokens, then sends the browser to `returnTo`
+ * with `status=connected` or `status=error&error=<code>` (or shows a page when there is none).
+ */
+export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(pageErrors())
+  .handler(async (event) => {
+    const connect = getBroker().connect;
+    const provider = event.pathParameters?.provider ?? '';
+    const params: Record<string, string> = {};
+    for (const [name, value] of Object.entries(event.queryStringParameters ?? {})) {
+      if (value !== undefined) params[name] = value;
+    }
+    const cookies = parseCookie((event.cookies ?? []).join('; '));
+    const outcome = await connect.completeFlow(provider, params, cookies);
+
+    const callbackUrl = new URL(connect.callbackUrl(outcome.provider));
+    const clear = clearCookie(
+      outcome.cookieName,
+      callbackUrl.pathname,
+      callbackUrl.protocol === 'https:',
+    );
+    const result: Record<string, string> = outcome.ok
+      ? { status: 'connected' }
+      : { status: 'error', error: outcome.error.code };
+    if (outcome.returnTo) {
+      return redirect(
+        returnToWith(outcome.returnTo, {
+          ...result,
+          provider: outcome.provider,
+          connection_id: outcome.connectionId,
+        }),
+        [clear],
+      );
+    }
+    if (outcome.ok) {
+      return htmlPage(
+        200,
+        'Connected',
+        `Your ${outcome.provider} account is connected. You can close this window.`,
+        [clear],
+      );
+    }
+    return htmlPage(
+      statusForCode(outcome.error.code),
+      outcome.error.code === 'access_denied' ? 'Connection cancelled' : 'Connection failed',
+      outcome.error.message,
+      [clear],
+    );
+  });

@@ -1,0 +1,22 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { getBroker } from '../shared/broker.ts';
+import { pageErrors } from '../shared/http/page-errors.ts';
+import { redirect, setCookie } from '../shared/http/responses.ts';
+import { logger } from '../shared/logger.ts';
+
+/**
+ * `GET /connect/{provider}?session=…` (connect-start): checks the connect session, records the
+ * flow, binds it to this browser with a cookie and sends the browser to the provider's consent.
+ */
+export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(pageErrors())
+  .handler(async (event) => {
+    const started = await getBroker().connect.startFlow(
+      event.pathParameters?.provider ?? '',
+      event.queryStringParameters?.session,
+    );
+    return redirect(started.authorizationUrl, [setCookie(started.cookie)]);
+  });

@@ -1,0 +1,18 @@
+import middy from '@middy/core';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { getBroker } from '../shared/broker.ts';
+import {
+  parseConnectionsRequest,
+  type ConnectionsAnswer,
+} from '../shared/connect/connections-api.ts';
+import { logger } from '../shared/logger.ts';
+import { invokeErrors } from '../shared/middleware.ts';
+
+/**
+ * `connections` (Lambda invoke), for the team's backend: `createConnectSession`, `get`, `list`,
+ * `delete`. Answers carry status and expiry times, never a token.
+ */
+export const handler = middy<unknown, ConnectionsAnswer>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(invokeErrors())
+  .handler(async (event) => getBroker().connections.handle(parseConnectionsRequest(event)));

@@ -1,0 +1,302 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { BrokerConfig } from '../config.ts';
+import {
+  BrokerError,
+  InvalidRequestError,
+  VersionConflictError,
+  toPublicError,
+} from '../errors.ts';
+import { publishSafely, type EventPublisher } from '../events.ts';
+import type { BrokerLogger } from '../logger.ts';
+import { describeError } from '../middleware.ts';
+import { getProvider, type ResolvedProvider } from '../providers/resolve.ts';
+import type { CallbackParams, TokenSet } from '../providers/types.ts';
+import { nextDueAt } from '../refresh.ts';
+import type { Connection, ConnectionStore } from '../store/connection-store.ts';
+import { hashOf, type FlowStore } from './flow-store.ts';
+import { assertAllowedReturnTo } from './return-to.ts';
+
+export interface ConnectDeps {
+  config: BrokerConfig;
+  providers: Map<string, ResolvedProvider>;
+  flows: FlowStore;
+  store: ConnectionStore;
+  events: EventPublisher;
+  logger: BrokerLogger;
+  now: () => number;
+}
+
+/** The cookie that binds a flow to the browser that started it. */
+export interface FlowCookie {
+  name: string;
+  value: string;
+  /** Path of our callback route: the browser sends it nowhere else. */
+  path: string;
+  maxAgeSeconds: number;
+  /** Secure everywhere except plain-http localhost (the offline runtime). */
+  secure: boolean;
+}
+
+export interface FlowStarted {
+  /** The provider's consent page. */
+  authorizationUrl: string;
+  cookie: FlowCookie;
+}
+
+/** What the callback route shows or redirects to once a flow is found, bound and consumed. */
+export type FlowOutcome =
+  | { ok: true; provider: string; connectionId: string; returnTo?: string; cookieName: string }
+  | {
+      ok: false;
+      provider: string;
+      connectionId: string;
+      returnTo?: string;
+      cookieName: string;
+      error: { code: string; message: string };
+    };
+
+/**
+ * A connect-flow step refused before anything was consumed or stored: unknown, expired or
+ * replayed links and flows, a browser that did not start the flow, malformed parameters.
+ */
+export class ConnectFlowError extends InvalidRequestError {}
+
+const BEARER_PATTERN = /^[A-Za-z0-9_-]{20,200}$/;
+
+/**
+ * Connect sessions and consent flows (docs/architecture.md, "Connect flows"):
+ * a backend creates a single-use session → the browser opens it (start route): the flow is
+ * recorded server-side and bound to the browser by a cookie → the provider redirects back
+ * (callback route): the flow is found, checked against the cookie, consumed exactly once, and the
+ * tokens are exchanged and stored encrypted.
+ */
+export class ConnectService {
+  constructor(private readonly deps: ConnectDeps) {}
+
+  /** A URL that lets one person connect `connectionId` once, within the session lifetime. */
+  async createConnectSession(request: {
+    provider: string;
+    connectionId: string;
+    returnTo?: string;
+  }): Promise<{ ok: true; url: string; expiresAt: string }> {
+    const provider = this.consentProvider(request.provider);
+    if (request.returnTo !== undefined) {
+      assertAllowedReturnTo(request.returnTo, this.deps.config.allowedReturnTo);
+    }
+    const token = randomBytes(32).toString('base64url');
+    const expiresAt = this.deps.now() + this.deps.config.connect.sessionTtlSeconds * 1000;
+    await this.deps.flows.putSession(hashOf(token), {
+      provider: provider.id,
+      connectionId: request.connectionId,
+      ...(request.returnTo !== undefined ? { returnTo: request.returnTo } : {}),
+      expiresAt,
+    });
+    this.deps.logger.info('connect session created', {
+      provider: provider.id,
+      connectionId: request.connectionId,
+    });
+    const url = new URL(`${this.publicBaseUrl()}/connect/${encodeURIComponent(provider.id)}`);
+    url.searchParams.set('session', token);
+    return { ok: true, url: url.toString(), expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  /** The start route: checks the session, records the flow, binds it to this browser. */
+  async startFlow(providerId: string, sessionToken: string | undefined): Promise<FlowStarted> {
+    const provider = this.consentProvider(providerId);
+    if (!sessionToken || !BEARER_PATTERN.test(sessionToken)) {
+      throw new ConnectFlowError('This connect link has no valid session.');
+    }
+    const sessionHash = hashOf(sessionToken);
+    const session = await this.deps.flows.getSession(sessionHash);
+    const now = this.deps.now();
+    if (!session || session.provider !== provider.id || session.expiresAt <= now) {
+      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
+    }
+
+    const state = randomBytes(32).toString('base64url');
+    const callbackUrl = this.callbackUrl(provider.id);
+    // The provider is asked first: if it fails, the session stays usable for another try.
+    const started = await provider.kind.startConsent!(provider.context, { callbackUrl, state });
+    if (!(await this.deps.flows.consumeSession(sessionHash))) {
+      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
+    }
+
+    const handleHash = hashOf(started.callbackHandle ?? state);
+    const browserToken = randomBytes(32).toString('base64url');
+    const flowTtlSeconds = this.deps.config.connect.flowTtlSeconds;
+    await this.deps.flows.putFlow(handleHash, {
+      provider: provider.id,
+      connectionId: session.connectionId,
+      ...(session.returnTo ? { returnTo: session.returnTo } : {}),
+      state,
+      callbackUrl: started.callbackUrl ?? callbackUrl,
+      browserHash: hashOf(browserToken),
+      flowSecrets: started.flowSecrets ?? {},
+      expiresAt: now + flowTtlSeconds * 1000,
+    });
+    this.deps.logger.info('connect flow started', {
+      provider: provider.id,
+      connectionId: session.connectionId,
+    });
+    return {
+      authorizationUrl: started.authorizationUrl,
+      cookie: {
+        name: flowCookieName(handleHash),
+        value: browserToken,
+        path: new URL(callbackUrl).pathname,
+        maxAgeSeconds: flowTtlSeconds,
+        secure: !isPlainHttpLocalhost(callbackUrl),
+      },
+    };
+  }
+
+  /**
+   * The callback route. Refusals before the flow is consumed throw ConnectFlowError (nothing is
+   * stored); once consumed, the outcome (connected, or the provider's or person's refusal) is
+   * returned for the route to redirect to `returnTo` or show.
+   */
+  async completeFlow(
+    providerId: string,
+    params: CallbackParams,
+    cookies: Record<string, string | undefined>,
+  ): Promise<FlowOutcome> {
+    const provider = this.consentProvider(providerId);
+    const handle = provider.kind.callbackHandle
+      ? provider.kind.callbackHandle(params)
+      : params.state;
+    if (!handle) {
+      throw new ConnectFlowError('The provider sent this browser back without the flow state.');
+    }
+    const handleHash = hashOf(handle);
+    const flow = await this.deps.flows.getFlow(handleHash);
+    if (!flow || flow.provider !== provider.id) {
+      throw new ConnectFlowError('This connection attempt is unknown or was already completed.');
+    }
+    const cookieName = flowCookieName(handleHash);
+    if (flow.expiresAt <= this.deps.now()) {
+      await this.deps.flows.consumeFlow(handleHash);
+      throw new ConnectFlowError('This connection attempt expired; start again.');
+    }
+    const browserToken = cookies[cookieName];
+    if (!browserToken || !sameHash(hashOf(browserToken), flow.browserHash)) {
+      throw new ConnectFlowError(
+        'This browser did not start this connection attempt (its cookie is missing or does not match).',
+      );
+    }
+    if (!(await this.deps.flows.consumeFlow(handleHash))) {
+      throw new ConnectFlowError('This connection attempt is unknown or was already completed.');
+    }
+
+    const base = {
+      provider: provider.id,
+      connectionId: flow.connectionId,
+      ...(flow.returnTo ? { returnTo: flow.returnTo } : {}),
+      cookieName,
+    };
+    try {
+      const tokens = await provider.kind.completeConsent!(provider.context, {
+        params,
+        callbackUrl: flow.callbackUrl,
+        state: flow.state,
+        flowSecrets: flow.flowSecrets,
+      });
+      await this.storeConsentedTokens(provider, flow.connectionId, tokens);
+      this.deps.logger.info('connection connected', {
+        provider: provider.id,
+        connectionId: flow.connectionId,
+      });
+      return { ok: true, ...base };
+    } catch (error) {
+      const publicError = toPublicError(error);
+      this.deps.logger.warn('connect flow failed', {
+        provider: provider.id,
+        connectionId: flow.connectionId,
+        code: publicError.code,
+        reason: publicError.message,
+      });
+      if (!(error instanceof BrokerError)) {
+        this.deps.logger.error('connect flow failed unexpectedly', {
+          error: describeError(error),
+        });
+      }
+      return { ok: false, ...base, error: publicError };
+    }
+  }
+
+  /** New connection, or fresh consent for an existing one (reconnect clears needs_reauth). */
+  private async storeConsentedTokens(
+    provider: ResolvedProvider,
+    connectionId: string,
+    tokens: TokenSet,
+  ): Promise<Connection> {
+    const dueAt = nextDueAt(provider, tokens);
+    for (;;) {
+      const now = this.deps.now();
+      const existing = await this.deps.store.get(provider.id, connectionId).catch((error) => {
+        // Tokens we cannot decrypt are being replaced anyway; any other failure is real.
+        if (error instanceof BrokerError && error.code === 'internal_error') return undefined;
+        throw error;
+      });
+      try {
+        const connection = existing
+          ? await this.deps.store.saveTokens(existing, tokens, now, {
+              ...(dueAt !== undefined ? { dueAt } : {}),
+            })
+          : await this.deps.store.create(provider.id, connectionId, tokens, now, dueAt);
+        await publishSafely(this.deps.events, this.deps.logger, {
+          type: 'Connection Created',
+          provider: provider.id,
+          connectionId,
+          status: connection.status,
+          at: now,
+        });
+        return connection;
+      } catch (error) {
+        if (!(error instanceof VersionConflictError)) throw error;
+        // A refresh or another flow wrote meanwhile: these tokens are newer consent; write again.
+      }
+    }
+  }
+
+  private consentProvider(providerId: string): ResolvedProvider {
+    const provider = getProvider(this.deps.providers, providerId);
+    if (!provider.kind.startConsent || !provider.kind.completeConsent) {
+      throw new InvalidRequestError(
+        `Provider "${provider.id}" uses client credentials; it has no connect flow.`,
+      );
+    }
+    return provider;
+  }
+
+  callbackUrl(providerId: string): string {
+    return `${this.publicBaseUrl()}/callback/${encodeURIComponent(providerId)}`;
+  }
+
+  private publicBaseUrl(): string {
+    const base = this.deps.config.publicBaseUrl;
+    if (!base) {
+      throw new BrokerError(
+        'internal_error',
+        'publicBaseUrl is not configured (BROKER_PUBLIC_BASE_URL or broker.config.json).',
+      );
+    }
+    return base.replace(/\/+$/, '');
+  }
+}
+
+/** Per-flow cookie name (from the flow's hash), so two flows in one browser do not collide. */
+export function flowCookieName(handleHash: string): string {
+  return `otb_flow_${handleHash.slice(0, 16)}`;
+}
+
+function sameHash(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+function isPlainHttpLocalhost(url: string): boolean {
+  const { protocol, hostname } = new URL(url);
+  return (
+    protocol === 'http:' &&
+    (hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]')
+  );
+}

@@ -1,0 +1,165 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteCommand,
+  GetCommand,
+  QueryCommand,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
+import { InvalidRequestError } from '../errors.ts';
+import type { ConnectionError, ConnectionStatus } from './connection-store.ts';
+import { connectionPk, providerIndex } from './table.ts';
+
+/** What callers may know of a connection: status and times, never a token. */
+export interface ConnectionSummary {
+  provider: string;
+  connectionId: string;
+  status: ConnectionStatus;
+  /** ISO 8601, or null when the access token does not expire. */
+  accessTokenExpiresAt: string | null;
+  refreshTokenExpiresAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+  lastRefreshedAt: string | null;
+  lastError: { code: string; message: string; at: string } | null;
+  /** When the refresher will next renew it; null when it is not scheduled. */
+  nextRefreshAt: string | null;
+}
+
+interface SummaryItem {
+  provider: string;
+  connectionId: string;
+  status: ConnectionStatus;
+  version: number;
+  accessTokenExpiresAt?: number;
+  refreshTokenExpiresAt?: number;
+  createdAt: number;
+  updatedAt: number;
+  lastRefreshedAt?: number;
+  lastError?: ConnectionError;
+  dueAt?: number;
+}
+
+export interface SummaryPage {
+  connections: ConnectionSummary[];
+  /** Opaque cursor for the next page; absent after the last. */
+  nextCursor?: string;
+}
+
+/**
+ * Reads and deletes connections without touching their tokens: summaries come from clear
+ * attributes (never the ciphertext), listing queries the by-provider index (never a Scan), and
+ * delete removes the item with its ciphertext.
+ */
+export class ConnectionDirectory {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async get(provider: string, connectionId: string): Promise<ConnectionSummary | undefined> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: connectionPk(provider, connectionId) },
+        ProjectionExpression: projection.expression,
+        ExpressionAttributeNames: projection.names,
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item ? toSummary(out.Item as SummaryItem) : undefined;
+  }
+
+  async list(provider: string, options: { limit?: number; cursor?: string }): Promise<SummaryPage> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: providerIndex.name,
+        KeyConditionExpression: '#provider = :provider',
+        ExpressionAttributeNames: { '#provider': providerIndex.partitionKey },
+        ExpressionAttributeValues: { ':provider': provider },
+        Limit: options.limit ?? 50,
+        ...(options.cursor ? { ExclusiveStartKey: decodeCursor(options.cursor, provider) } : {}),
+      }),
+    );
+    return {
+      connections: (out.Items ?? []).map((item) => toSummary(item as SummaryItem)),
+      ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}),
+    };
+  }
+
+  /** Removes the connection (and so its only ciphertext); false if there was none. */
+  async delete(provider: string, connectionId: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: { pk: connectionPk(provider, connectionId) },
+          ConditionExpression: 'attribute_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (
+        error instanceof ConditionalCheckFailedException ||
+        (error as Error).name === 'ConditionalCheckFailedException'
+      ) {
+        return false;
+      }
+      throw error;
+    }
+  }
+}
+
+const projectedNames = ['provider', 'connectionId', ...providerIndex.projectedAttributes];
+const projection = {
+  expression: projectedNames.map((_, i) => `#a${i}`).join(', '),
+  names: Object.fromEntries(projectedNames.map((name, i) => [`#a${i}`, name])),
+};
+
+const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+
+function toSummary(item: SummaryItem): ConnectionSummary {
+  return {
+    provider: item.provider,
+    connectionId: item.connectionId,
+    status: item.status,
+    accessTokenExpiresAt: iso(item.accessTokenExpiresAt),
+    refreshTokenExpiresAt: iso(item.refreshTokenExpiresAt),
+    createdAt: new Date(item.createdAt).toISOString(),
+    updatedAt: new Date(item.updatedAt).toISOString(),
+    lastRefreshedAt: iso(item.lastRefreshedAt),
+    lastError: item.lastError
+      ? {
+          code: item.lastError.code,
+          message: item.lastError.message,
+          at: new Date(item.lastError.at).toISOString(),
+        }
+      : null,
+    nextRefreshAt: iso(item.dueAt),
+  };
+}
+
+function encodeCursor(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+/** A cursor is only ever a key of this provider's index partition; anything else is refused. */
+function decodeCursor(cursor: string, provider: string): Record<string, unknown> {
+  let key: unknown;
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    key = undefined;
+  }
+  const record = key as Record<string, unknown> | undefined;
+  if (
+    !record ||
+    typeof record !== 'object' ||
+    record.provider !== provider ||
+    typeof record.connectionId !== 'string' ||
+    typeof record.pk !== 'string'
+  ) {
+    throw new InvalidRequestError('Invalid request: cursor: not one this listing returned.');
+  }
+  return { pk: record.pk, provider: record.provider, connectionId: record.connectionId };
+}
