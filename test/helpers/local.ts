@@ -28,6 +28,8 @@ export interface TestBroker extends LocalBroker {
   clock: TestClock;
   lambda: LambdaClient;
   invoke(payload: unknown): Promise<Record<string, unknown>>;
+  /** Invokes any function by name through the Invoke API. */
+  invokeFunction(name: string, payload: unknown): Promise<Record<string, unknown>>;
   /** How many items the table holds (a Scan: only ever used by tests). */
   itemCount(): Promise<number>;
   dataDir: string;
@@ -56,17 +58,19 @@ export async function startTestBroker(
     region: 'us-east-1',
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
   });
+  const invokeFunction = async (name: string, payload: unknown) => {
+    const out = await lambda.send(
+      new InvokeCommand({ FunctionName: name, Payload: Buffer.from(JSON.stringify(payload)) }),
+    );
+    return JSON.parse(Buffer.from(out.Payload ?? []).toString('utf8')) as Record<string, unknown>;
+  };
   return {
     ...local,
     clock,
     lambda,
     dataDir,
-    async invoke(payload: unknown) {
-      const out = await lambda.send(
-        new InvokeCommand({ FunctionName: 'token', Payload: Buffer.from(JSON.stringify(payload)) }),
-      );
-      return JSON.parse(Buffer.from(out.Payload ?? []).toString('utf8')) as Record<string, unknown>;
-    },
+    invoke: (payload: unknown) => invokeFunction('token', payload),
+    invokeFunction,
     async itemCount() {
       const out = await local.dynamo.send(
         new ScanCommand({ TableName: local.tableName, Select: 'COUNT' }),
