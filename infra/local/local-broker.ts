@@ -347,4 +347,6 @@ function applySandboxLifetimes(sandboxes: LocalBroker['sandboxes']): void {
     seconds('SANDBOX_QUIDKEY_TOKEN_SECONDS') ?? sandboxes.quidkey.accessTokenSeconds;
   sandboxes.quidkey.refreshTokenSeconds =
     seconds('SANDBOX_QUIDKEY_REFRESH_SECONDS') ?? sandboxes.quidkey.refreshTokenSeconds;
+  sandboxes.quicko.accessTokenSeconds =
+    seconds('SANDBOX_QUICKO_TOKEN_SECONDS') ?? sandboxes.quicko.accessTokenSeconds;
 }

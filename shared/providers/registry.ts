@@ -1,3 +1,4 @@
+import { quicko } from './quicko.ts';
 import { quidkey } from './quidkey.ts';
 import { quiqup } from './quiqup.ts';
 import type { ProviderKind } from './types.ts';
@@ -11,4 +12,5 @@ export type AnyProviderKind = ProviderKind<any>;
 export const providerKinds: Record<string, AnyProviderKind> = {
   quiqup,
   quidkey,
+  quicko,
 };

@@ -2,6 +2,7 @@ import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import type { CfnKey } from 'aws-cdk-lib/aws-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig } from '../../shared/config.ts';
+import { providerKinds } from '../../shared/providers/registry.ts';
 import {
   removeSynthOutputs,
   resourcesOfType,
@@ -151,13 +152,15 @@ describe('BrokerStack (stage prod)', () => {
   });
 
   it('creates one placeholder secret per provider, never a value', () => {
-    for (const providerId of Object.keys(loadConfig().providers)) {
+    for (const [providerId, { kind }] of Object.entries(loadConfig().providers)) {
+      // In the shape the kind reads: client_id/client_secret, api_key/api_secret, …
+      const [idField, secretField] = providerKinds[kind]!.secretFields;
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         Name: `oauth-token-broker/${providerId}`,
         SecretString: Match.absent(),
         GenerateSecretString: Match.objectLike({
-          SecretStringTemplate: JSON.stringify({ client_id: 'REPLACE_ME' }),
-          GenerateStringKey: 'client_secret',
+          SecretStringTemplate: JSON.stringify({ [idField!]: 'REPLACE_ME' }),
+          GenerateStringKey: secretField,
         }),
       });
     }

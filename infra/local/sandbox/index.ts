@@ -1,3 +1,4 @@
+import { QuickoSandbox } from './quicko-sandbox.ts';
 import { QuidkeySandbox } from './quidkey-sandbox.ts';
 import { QuiqupSandbox } from './quiqup-sandbox.ts';
 
@@ -14,6 +15,7 @@ export function createSandboxes(wiring: SandboxWiring) {
   return {
     quiqup: new QuiqupSandbox('quiqup', clients('quiqup'), signingKey, now),
     quidkey: new QuidkeySandbox('quidkey', clients('quidkey'), signingKey, now),
+    quicko: new QuickoSandbox('quicko', clients('quicko'), signingKey, now),
   };
 }
 
