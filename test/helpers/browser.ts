@@ -65,4 +65,37 @@ export class TestBrowser {
     }
     throw new Error(`more than ${options.maxHops ?? 10} redirects from ${url}`);
   }
+
+  /**
+   * Submits a form of an HTML page as a browser would: its action and method, its hidden inputs,
+   * plus `fields` (a clicked button's name/value, a typed OTP). `pick` chooses the form by a
+   * substring of its markup (default: the first form).
+   */
+  async submitForm(
+    html: string,
+    pageUrl: string,
+    fields: Record<string, string> = {},
+    pick?: string,
+  ): Promise<Response> {
+    const forms = [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)];
+    const form = pick ? forms.find((f) => f[0].includes(pick)) : forms[0];
+    if (!form) throw new Error(`no form${pick ? ` containing ${pick}` : ''} on ${pageUrl}`);
+    const attribute = (markup: string, name: string) =>
+      new RegExp(`${name}="([^"]*)"`, 'i').exec(markup)?.[1]?.replaceAll('&amp;', '&');
+    const action = new URL(attribute(form[1]!, 'action') ?? pageUrl, pageUrl).toString();
+    const method = (attribute(form[1]!, 'method') ?? 'get').toUpperCase();
+    const values: Record<string, string> = {};
+    for (const input of form[2]!.matchAll(/<input\b[^>]*>/gi)) {
+      const name = attribute(input[0], 'name');
+      if (name && /type="hidden"/i.test(input[0]))
+        values[name] = attribute(input[0], 'value') ?? '';
+    }
+    Object.assign(values, fields);
+    if (method === 'GET') {
+      const target = new URL(action);
+      for (const [name, value] of Object.entries(values)) target.searchParams.set(name, value);
+      return this.request(target.toString());
+    }
+    return this.request(action, { form: values });
+  }
 }

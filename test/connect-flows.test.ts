@@ -1,0 +1,318 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../shared/config.ts';
+import { providerKinds } from '../shared/providers/registry.ts';
+import { TestBrowser } from './helpers/browser.ts';
+import { startTestBroker, type TestBroker } from './helpers/local.ts';
+
+// Complete connect flows over real HTTP: the team's backend creates a connect session through the
+// `connections` function, a browser (a cookie jar following redirects by hand) opens it, consents
+// on the sandbox provider's own pages, and comes back through our callback route. Every log line
+// written meanwhile is kept and checked at the end for anything secret.
+
+const RETURN_TO = 'http://app.test/integrations/done';
+const APP_HOST = 'app.test';
+
+let local: TestBroker;
+const logs: string[] = [];
+/** Every secret value a flow handled: none may appear in a log line. */
+const secrets = new Set<string>();
+const restoreOutput: (() => void)[] = [];
+
+beforeAll(async () => {
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream);
+    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+      logs.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString());
+      return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof stream.write;
+    restoreOutput.push(() => (stream.write = write as typeof stream.write));
+  }
+  local = await startTestBroker({
+    config: parseConfig({
+      allowedReturnTo: ['http://app.test/integrations/'],
+      providers: {
+        quidkey: { kind: 'quidkey', environment: 'sandbox' },
+        quicko: { kind: 'quicko', environment: 'sandbox' },
+      },
+    }),
+  });
+  const secretsFile = JSON.parse(
+    readFileSync(join(local.dataDir, 'secrets.json'), 'utf8'),
+  ) as Record<string, Record<string, string>>;
+  for (const entry of Object.values(secretsFile)) {
+    for (const [field, value] of Object.entries(entry))
+      if (field !== 'client_id') secrets.add(value);
+  }
+});
+
+afterAll(async () => {
+  for (const restore of restoreOutput) restore();
+  await local?.close();
+});
+
+type Choice = 'allow' | 'deny';
+
+/** Walks a provider's sandbox consent pages; returns the response that redirects to our callback. */
+type ConsentDriver = (
+  browser: TestBrowser,
+  page: Response,
+  pageUrl: string,
+  choice: Choice,
+) => Promise<Response>;
+
+const consentDrivers: Record<string, ConsentDriver> = {
+  async quicko(browser, page, pageUrl, choice) {
+    const otpPage = await page.text();
+    const otp = /id="otp">(\d+)</.exec(otpPage)?.[1];
+    expect(otp).toBeDefined();
+    const consent = await browser.submitForm(otpPage, pageUrl, { otp: otp! });
+    const consentPage = await consent.text();
+    expect(consent.status).toBe(200);
+    return browser.submitForm(consentPage, pageUrl, {
+      decision: choice === 'allow' ? 'allow' : 'cancel',
+    });
+  },
+};
+
+async function createSession(
+  provider: string,
+  connectionId: string,
+  returnTo: string | undefined = RETURN_TO,
+): Promise<string> {
+  const answer = await local.invokeFunction('connections', {
+    action: 'createConnectSession',
+    provider,
+    connectionId,
+    ...(returnTo ? { returnTo } : {}),
+  });
+  expect(answer).toMatchObject({ ok: true });
+  const url = answer.url as string;
+  secrets.add(new URL(url).searchParams.get('session')!);
+  return url;
+}
+
+interface StartedFlow {
+  browser: TestBrowser;
+  /** Our callback URL with the provider's parameters, not yet requested. */
+  callbackUrl: string;
+}
+
+/** Session → start route → provider consent → the redirect back, stopped before our callback. */
+async function startAndConsent(
+  provider: string,
+  connectionId: string,
+  options: { choice?: Choice; returnTo?: string; browser?: TestBrowser } = {},
+): Promise<StartedFlow> {
+  const browser = options.browser ?? new TestBrowser();
+  const sessionUrl = await createSession(provider, connectionId, options.returnTo);
+  const start = await browser.request(sessionUrl);
+  expect(start.status).toBe(302);
+  expect(start.headers.getSetCookie().join()).toMatch(/HttpOnly/i);
+  expect(start.headers.getSetCookie().join()).toMatch(/SameSite=Lax/i);
+  const consentUrl = new URL(start.headers.get('location')!, sessionUrl).toString();
+  const { response, url: pageUrl } = await browser.follow(consentUrl);
+  const back = await consentDrivers[provider]!(
+    browser,
+    response!,
+    pageUrl,
+    options.choice ?? 'allow',
+  );
+  expect(back.status).toBe(302);
+  const callbackUrl = new URL(back.headers.get('location')!, pageUrl).toString();
+  expect(new URL(callbackUrl).pathname).toBe(`/callback/${provider}`);
+  const secretParams = ['state', 'code', 'request_token', 'oauth_token', 'oauth_verifier'];
+  for (const [name, value] of new URL(callbackUrl).searchParams) {
+    if (secretParams.includes(name)) secrets.add(value);
+  }
+  return { browser, callbackUrl };
+}
+
+async function finish(
+  flow: StartedFlow,
+): Promise<{ status: number; location?: URL; body: string }> {
+  const response = await flow.browser.request(flow.callbackUrl);
+  const location = response.headers.get('location');
+  return {
+    status: response.status,
+    ...(location ? { location: new URL(location) } : {}),
+    body: await response.text(),
+  };
+}
+
+async function rememberTokens(provider: string, connectionId: string): Promise<void> {
+  const connection = await local.broker.store.get(provider, connectionId);
+  for (const value of [
+    connection?.tokens.accessToken,
+    connection?.tokens.refreshToken,
+    connection?.tokens.tokenSecret,
+  ]) {
+    if (value) secrets.add(value);
+  }
+}
+
+const userConsentProviders = () =>
+  Object.keys(consentDrivers).filter((id) => local.broker.providers.has(id));
+
+describe.each(['quicko'])('connect flow: %s', (provider) => {
+  it('connects, lands on returnTo with status=connected, and the token works', async () => {
+    const flow = await startAndConsent(provider, 'alice');
+    const done = await finish(flow);
+    expect(done.status).toBe(302);
+    expect(done.location?.host).toBe(APP_HOST);
+    expect(Object.fromEntries(done.location!.searchParams)).toEqual({
+      status: 'connected',
+      provider,
+      connection_id: 'alice',
+    });
+    const summary = await local.invokeFunction('connections', {
+      action: 'get',
+      provider,
+      connectionId: 'alice',
+    });
+    expect(summary).toMatchObject({ ok: true, connection: { status: 'active' } });
+    const token = await local.invoke({ provider, connectionId: 'alice' });
+    expect(token).toMatchObject({ ok: true, provider, connectionId: 'alice' });
+    await rememberTokens(provider, 'alice');
+    expect(userConsentProviders()).toContain(provider);
+  });
+
+  it('a replayed callback is refused with a 400 page and changes nothing', async () => {
+    const flow = await startAndConsent(provider, 'replay');
+    expect((await finish(flow)).status).toBe(302);
+    const before = await local.broker.store.get(provider, 'replay');
+    const again = await finish(flow);
+    expect(again.status).toBe(400);
+    expect(again.body).toMatch(/unknown or was already completed/);
+    const after = await local.broker.store.get(provider, 'replay');
+    expect(after?.version).toBe(before?.version);
+    await rememberTokens(provider, 'replay');
+  });
+
+  it('another browser (no cookie, or a wrong one) cannot complete the flow; the right one still can', async () => {
+    const flow = await startAndConsent(provider, 'bound');
+    const stranger = new TestBrowser();
+    const refused = await stranger.request(flow.callbackUrl);
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toMatch(/did not start this connection/);
+    const name = (await flow.browser.jar.getCookies(flow.callbackUrl))[0]!.key;
+    await stranger.jar.setCookie(`${name}=forged-value-forged-value-forged`, flow.callbackUrl);
+    expect((await stranger.request(flow.callbackUrl)).status).toBe(400);
+    expect(await local.broker.store.get(provider, 'bound')).toBeUndefined();
+    const done = await finish(flow);
+    expect(done.location?.searchParams.get('status')).toBe('connected');
+    await rememberTokens(provider, 'bound');
+  });
+
+  it('an expired flow is refused and nothing is stored', async () => {
+    const flow = await startAndConsent(provider, 'late');
+    local.clock.advance(local.broker.config.connect.flowTtlSeconds + 1);
+    const done = await finish(flow);
+    expect(done.status).toBe(400);
+    expect(done.body).toMatch(/expired/);
+    expect(await local.broker.store.get(provider, 'late')).toBeUndefined();
+  });
+
+  it('a tampered state finds no flow: 400, nothing stored', async () => {
+    const flow = await startAndConsent(provider, 'tampered');
+    const url = new URL(flow.callbackUrl);
+    const handleName = url.searchParams.has('oauth_token') ? 'oauth_token' : 'state';
+    url.searchParams.set(handleName, `${url.searchParams.get(handleName)}x`);
+    const tampered = await flow.browser.request(url.toString());
+    expect(tampered.status).toBe(400);
+    expect(await local.broker.store.get(provider, 'tampered')).toBeUndefined();
+  });
+
+  it('the person declines: returnTo gets status=error&error=access_denied, nothing stored', async () => {
+    const flow = await startAndConsent(provider, 'declined', { choice: 'deny' });
+    const done = await finish(flow);
+    expect(done.status).toBe(302);
+    expect(Object.fromEntries(done.location!.searchParams)).toEqual({
+      status: 'error',
+      error: 'access_denied',
+      provider,
+      connection_id: 'declined',
+    });
+    expect(await local.broker.store.get(provider, 'declined')).toBeUndefined();
+  });
+
+  it('without returnTo, a small page says what happened', async () => {
+    const flow = await startAndConsent(provider, 'no-return', { returnTo: '' });
+    const done = await finish(flow);
+    expect(done.status).toBe(200);
+    expect(done.body).toMatch(/Connected/);
+    await rememberTokens(provider, 'no-return');
+  });
+});
+
+describe('connect sessions and routes: refusals', () => {
+  it('a connect session works once', async () => {
+    const url = await createSession('quicko', 'once');
+    const browser = new TestBrowser();
+    expect((await browser.request(url)).status).toBe(302);
+    const again = await new TestBrowser().request(url);
+    expect(again.status).toBe(400);
+    expect(await again.text()).toMatch(/unknown, already used or expired/);
+  });
+
+  it('an expired connect session is refused', async () => {
+    const url = await createSession('quicko', 'stale');
+    local.clock.advance(local.broker.config.connect.sessionTtlSeconds + 1);
+    expect((await new TestBrowser().request(url)).status).toBe(400);
+  });
+
+  it('a session for one provider does not open another', async () => {
+    const url = new URL(await createSession('quicko', 'cross'));
+    url.pathname = '/connect/quidkey';
+    expect((await new TestBrowser().request(url.toString())).status).toBe(400);
+  });
+
+  it('returnTo outside the allowlist is refused when the session is created', async () => {
+    for (const returnTo of ['https://evil.test/', 'http://app.test.evil.net/integrations/x']) {
+      const answer = await local.invokeFunction('connections', {
+        action: 'createConnectSession',
+        provider: 'quicko',
+        connectionId: 'x',
+        returnTo,
+      });
+      expect(answer).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
+      expect(JSON.stringify(answer)).toMatch(/returnTo/);
+    }
+  });
+
+  it.each([
+    ['/connect/nope?session=abcdefghijklmnopqrstuvwxyz', 400],
+    ['/callback/nope?state=abc&code=xyz', 400],
+    ['/connect/quicko', 400],
+    ['/connect/quicko?session=short', 400],
+    ['/callback/quicko', 400],
+    ['/callback/quicko?state=', 400],
+    ['/callback/quicko?state=a&state=b&request_token=c', 400],
+  ])('GET %s → %i page, no 5xx', async (path, status) => {
+    const response = await new TestBrowser().request(`${local.url}${path}`);
+    expect(response.status).toBe(status);
+    expect(response.headers.get('content-type')).toMatch(/text\/html/);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+  });
+});
+
+describe('no secret in any log line', () => {
+  it('the logs of every flow above hold no token, secret, code, verifier or request token', () => {
+    const text = logs.join('');
+    expect(text.length).toBeGreaterThan(0);
+    expect(secrets.size).toBeGreaterThan(10);
+    for (const secret of secrets) {
+      if (secret.length < 8 || !text.includes(secret)) continue;
+      const at = text.indexOf(secret);
+      const line = text.slice(text.lastIndexOf('\n', at) + 1, text.indexOf('\n', at));
+      expect.fail(`a secret is in a log line: ${line.replace(secret, '<SECRET>').slice(0, 400)}`);
+    }
+  });
+});
+
+// The kinds this file drives must exist; a driver without its kind would test nothing.
+it('every consent driver here has a registered kind', () => {
+  for (const kind of Object.keys(consentDrivers)) expect(providerKinds[kind]).toBeDefined();
+});

@@ -1,0 +1,98 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../shared/config.ts';
+import { startTestBroker, type TestBroker } from './helpers/local.ts';
+
+// A real browser (Debian's Chromium, driven by playwright-core) on the offline runtime's landing
+// page: what a person does on `npm start` — click Connect, consent on the sandbox provider's
+// pages, land back connected — and then a service fetches that connection's token.
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(chromiumPath);
+if (!haveChromium) {
+  console.warn(
+    `Chromium not found at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH): the landing-page browser tests are skipped.`,
+  );
+}
+
+let local: TestBroker;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  local = await startTestBroker({
+    config: parseConfig({
+      providers: {
+        quiqup: { kind: 'quiqup', environment: 'sandbox' },
+        quicko: { kind: 'quicko', environment: 'sandbox' },
+      },
+    }),
+  });
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    // As root in a sandbox with no network: no Chrome sandbox, nothing that phones home.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await local?.close();
+});
+
+describe.skipIf(!haveChromium)('landing page in a real browser', () => {
+  it('lists the providers; Connect for quicko goes through OTP and consent and comes back connected', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${local.url}/`);
+    await expect(page.locator('h1').textContent()).resolves.toMatch(/oauth-token-broker/);
+    // Client-credentials providers have no Connect button; consent providers do.
+    expect(await page.locator('#connect-quiqup').count()).toBe(0);
+
+    await page.locator('form:has(#connect-quicko) input[name=connectionId]').fill('browser-user');
+    await page.click('#connect-quicko');
+    const otp = await page.locator('#otp').textContent();
+    await page.fill('input[name=otp]', otp!.trim());
+    await page.click('button[type=submit]');
+    await page.click('button[value=allow]');
+
+    await page.waitForURL(/status=connected/);
+    expect(new URL(page.url()).searchParams.get('provider')).toBe('quicko');
+    await expect(page.locator('.banner').textContent()).resolves.toMatch(
+      /Connected quicko \/ browser-user/,
+    );
+    const row = page.locator('#connections tr', { hasText: 'browser-user' });
+    await expect(row.textContent()).resolves.toMatch(/active/);
+
+    const token = await local.invoke({ provider: 'quicko', connectionId: 'browser-user' });
+    expect(token).toMatchObject({ ok: true, provider: 'quicko' });
+    const api = await fetch(`${local.url}/sandbox/quicko/me`, {
+      headers: { authorization: token.authorization as string },
+    });
+    expect(api.status).toBe(200);
+    await page.close();
+  });
+
+  it('Cancel at the provider comes back with access_denied and no connection', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${local.url}/`);
+    await page.locator('form:has(#connect-quicko) input[name=connectionId]').fill('cancel-user');
+    await page.click('#connect-quicko');
+    const otp = await page.locator('#otp').textContent();
+    await page.fill('input[name=otp]', otp!.trim());
+    await page.click('button[type=submit]');
+    await page.click('button[value=cancel]');
+    await page.waitForURL(/status=error/);
+    expect(new URL(page.url()).searchParams.get('error')).toBe('access_denied');
+    expect(await page.locator('#connections tr', { hasText: 'cancel-user' }).count()).toBe(0);
+    await page.close();
+  });
+});
