@@ -237,6 +237,35 @@ describe.each(['quicko'])('connect flow: %s', (provider) => {
     expect(await local.broker.store.get(provider, 'declined')).toBeUndefined();
   });
 
+  it('connecting again revives a needs_reauth connection with fresh tokens', async () => {
+    await finish(await startAndConsent(provider, 'revive'));
+    const connected = await local.broker.store.get(provider, 'revive');
+    const holder = 'test-holder';
+    const leased = await local.broker.store.acquireLease(
+      connected!,
+      holder,
+      local.clock.now(),
+      30_000,
+    );
+    await local.broker.store.recordFailure(
+      leased,
+      holder,
+      { error: { code: 'provider_rejected', message: 'revoked' }, needsReauth: true },
+      local.clock.now(),
+    );
+    expect(await local.invoke({ provider, connectionId: 'revive' })).toMatchObject({
+      ok: false,
+      error: { code: 'needs_reauth' },
+    });
+    const done = await finish(await startAndConsent(provider, 'revive'));
+    expect(done.location?.searchParams.get('status')).toBe('connected');
+    const revived = await local.broker.store.get(provider, 'revive');
+    expect(revived).toMatchObject({ status: 'active', refreshFailures: 0 });
+    expect(revived!.tokens.accessToken).not.toBe(connected!.tokens.accessToken);
+    expect(await local.invoke({ provider, connectionId: 'revive' })).toMatchObject({ ok: true });
+    await rememberTokens(provider, 'revive');
+  });
+
   it('without returnTo, a small page says what happened', async () => {
     const flow = await startAndConsent(provider, 'no-return', { returnTo: '' });
     const done = await finish(flow);
