@@ -18,12 +18,30 @@ export const tokenRequestSchema = Type.Object(
     connectionId: Type.Optional(Type.String({ pattern: connectionIdPattern })),
     minValiditySeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
     forceRefresh: Type.Optional(Type.Boolean()),
+    /**
+     * OAuth 1.0a providers only, and required for them: the request to sign. The answer's
+     * `authorization` is the signed header for exactly this method, URL and form body.
+     */
+    sign: Type.Optional(
+      Type.Object(
+        {
+          method: Type.String({ pattern: '^[A-Za-z]{1,16}$' }),
+          url: Type.String({ pattern: '^https?://', maxLength: 8192 }),
+          /** An application/x-www-form-urlencoded body (signed); omit any other kind of body. */
+          body: Type.Optional(Type.String({ maxLength: 262_144 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
 export type TokenRequest = Static<typeof tokenRequestSchema>;
+/** The request an OAuth 1.0a caller wants signed. */
+export type SignSpec = NonNullable<TokenRequest['sign']>;
 
-export interface TokenAnswer {
+/** The answer for a bearer-style provider: the token itself and its ready-made header. */
+export interface AccessTokenAnswer {
   ok: true;
   provider: string;
   connectionId: string;
@@ -34,6 +52,25 @@ export interface TokenAnswer {
   /** The ready-made Authorization header value. */
   authorization: string;
 }
+
+/**
+ * The answer for an OAuth 1.0a provider (a `sign` request): only the signed header. The consumer
+ * secret and the token secret never leave the broker, and neither does the access token: it is
+ * not secret under OAuth 1.0a (the header carries it as `oauth_token`), but a caller has no use
+ * for it besides that header, so the answer stays minimal. The credentials do not expire; the
+ * header is good for that one request (its nonce and timestamp), so it is never cached.
+ */
+export interface SignedRequestAnswer {
+  ok: true;
+  provider: string;
+  connectionId: string;
+  /** "OAuth". */
+  tokenType: string;
+  /** `OAuth oauth_consumer_key="…", …, oauth_signature="…"` for exactly the requested call. */
+  authorization: string;
+}
+
+export type TokenAnswer = AccessTokenAnswer | SignedRequestAnswer;
 
 export const defaultMinValiditySeconds = 60;
 
@@ -51,11 +88,16 @@ export class TokenService {
 
   constructor(private readonly deps: TokenServiceDeps) {}
 
+  /** A token (bearer-style kinds) or, with `sign`, a signed header (OAuth 1.0a kinds). */
+  getToken(request: TokenRequest & { sign: SignSpec }): Promise<SignedRequestAnswer>;
+  getToken(request: TokenRequest & { sign?: undefined }): Promise<AccessTokenAnswer>;
+  getToken(request: TokenRequest): Promise<TokenAnswer>;
   async getToken(request: TokenRequest): Promise<TokenAnswer> {
     const provider = getProvider(this.deps.providers, request.provider);
     const connectionId = this.connectionIdFor(provider, request.connectionId);
     const minValidityMs = (request.minValiditySeconds ?? defaultMinValiditySeconds) * 1000;
     const force = request.forceRefresh ?? false;
+    checkSignUse(provider, request);
 
     const stored = await this.deps.store.get(provider.id, connectionId);
     if (stored?.status === 'needs_reauth') {
@@ -64,7 +106,7 @@ export class TokenService {
       );
     }
     if (stored && !decideRenewal(stored.tokens, this.deps.now(), minValidityMs, force).renew) {
-      return answer(provider, stored);
+      return answer(provider, stored, request.sign);
     }
     if (!stored && provider.kind.grant !== 'client_credentials') {
       throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
@@ -78,7 +120,8 @@ export class TokenService {
           ...(stored ? { seenVersion: stored.version } : {}),
         }).then((result) => result.connection),
       );
-      return answer(provider, renewed);
+      // Not awaited here: the fallback below is about renewal failing, not about signing.
+      return answer(provider, renewed, request.sign);
     } catch (error) {
       // Provider down but the stored token still works: serve it rather than fail the caller.
       // Not after a forced refresh: that caller already knows this token is refused.
@@ -89,7 +132,7 @@ export class TokenService {
             provider: provider.id,
             connectionId,
           });
-          return answer(provider, stored);
+          return answer(provider, stored, request.sign);
         }
       }
       throw error;
@@ -120,8 +163,44 @@ export class TokenService {
   }
 }
 
-function answer(provider: ResolvedProvider, connection: Connection): TokenAnswer {
+/**
+ * `sign` goes with the kinds that sign requests (OAuth 1.0a) and with them only: a bearer token
+ * answer to an OAuth 1.0a provider would have to carry the token secret.
+ */
+function checkSignUse(provider: ResolvedProvider, request: TokenRequest): void {
+  if (request.sign && !provider.kind.sign) {
+    throw new InvalidRequestError(
+      `sign is only for OAuth 1.0a providers; ${provider.id} answers with a token (omit sign).`,
+    );
+  }
+  if (!request.sign && provider.kind.sign) {
+    throw new InvalidRequestError(
+      `${provider.id} uses OAuth 1.0a: pass sign: { method, url, body? } to get the signed Authorization header for that request.`,
+    );
+  }
+  // Renewing credentials that nothing can renew would only take the connection out of service.
+  if (request.sign && request.forceRefresh && !provider.kind.refresh && !provider.kind.mint) {
+    throw new InvalidRequestError(
+      `${provider.id} credentials do not expire and cannot be renewed (omit forceRefresh); if the provider refuses a signed request, the user must connect again.`,
+    );
+  }
+}
+
+async function answer(
+  provider: ResolvedProvider,
+  connection: Connection,
+  sign: TokenRequest['sign'],
+): Promise<TokenAnswer> {
   const { tokens } = connection;
+  if (sign) {
+    return {
+      ok: true,
+      provider: provider.id,
+      connectionId: connection.connectionId,
+      tokenType: tokens.tokenType,
+      authorization: await provider.kind.sign!(provider.context, tokens, sign),
+    };
+  }
   return {
     ok: true,
     provider: provider.id,

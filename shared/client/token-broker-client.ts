@@ -1,6 +1,6 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { BrokerErrorCode } from '../errors.ts';
-import type { TokenAnswer } from '../token-service.ts';
+import type { AccessTokenAnswer, SignedRequestAnswer } from '../token-service.ts';
 
 /**
  * The broker's error codes (shared/errors.ts), plus `invoke_failed` when the function could not be
@@ -19,7 +19,10 @@ export class TokenBrokerError extends Error {
 }
 
 /** A token as the `token` function serves it. */
-export type BrokerToken = Omit<TokenAnswer, 'ok'>;
+export type BrokerToken = Omit<AccessTokenAnswer, 'ok'>;
+
+/** A signed OAuth 1.0a header as the `token` function serves it (no token, no secret). */
+export type BrokerSignedRequest = Omit<SignedRequestAnswer, 'ok'>;
 
 export interface TokenBrokerClientOptions {
   /** The token function's name or ARN (stack output TokenFunctionName). Default `token`. */
@@ -40,6 +43,16 @@ export interface GetTokenRequest {
   minValiditySeconds?: number;
   /** Skip the cache and ask the broker to renew: the provider just refused the token. */
   forceRefresh?: boolean;
+}
+
+/** An OAuth 1.0a provider's request, to be signed by the broker exactly as it will be sent. */
+export interface SignRequestInput {
+  provider: string;
+  connectionId: string;
+  method: string;
+  url: string;
+  /** An application/x-www-form-urlencoded body (its parameters are signed); omit other bodies. */
+  body?: string;
 }
 
 interface CachedToken {
@@ -99,6 +112,35 @@ export class TokenBrokerClient {
     return (await this.fetch(key, request, minValiditySeconds)).token;
   }
 
+  /**
+   * The signed `Authorization: OAuth …` header for one request to an OAuth 1.0a provider. Never
+   * cached or shared: each header carries its own nonce and timestamp and fits one request only.
+   */
+  async sign(request: SignRequestInput): Promise<BrokerSignedRequest> {
+    const { provider, connectionId, method, url, body } = request;
+    const answer = await this.invoke({
+      provider,
+      connectionId,
+      sign: { method, url, ...(body !== undefined ? { body } : {}) },
+    });
+    if (
+      isRecord(answer) &&
+      answer.ok === true &&
+      typeof answer.provider === 'string' &&
+      typeof answer.connectionId === 'string' &&
+      typeof answer.tokenType === 'string' &&
+      typeof answer.authorization === 'string'
+    ) {
+      return {
+        provider: answer.provider,
+        connectionId: answer.connectionId,
+        tokenType: answer.tokenType,
+        authorization: answer.authorization,
+      };
+    }
+    throw unexpectedAnswer();
+  }
+
   /** Invokes the function; the promise is shared with callers that arrive meanwhile. */
   private fetch(
     key: string,
@@ -107,6 +149,7 @@ export class TokenBrokerClient {
   ): Promise<CachedToken> {
     const sequence = (this.sequence += 1);
     const promise = this.invoke({ ...request, minValiditySeconds })
+      .then(readTokenAnswer)
       .then((token) => {
         const entry: CachedToken = {
           token,
@@ -124,7 +167,8 @@ export class TokenBrokerClient {
     return promise;
   }
 
-  private async invoke(request: GetTokenRequest): Promise<BrokerToken> {
+  /** The function's answer; its refusals thrown as TokenBrokerError. */
+  private async invoke(request: unknown): Promise<unknown> {
     let out;
     try {
       out = await this.lambda.send(
@@ -147,7 +191,7 @@ export class TokenBrokerClient {
         `The token function ${this.functionName} failed (${out.FunctionError}).`,
       );
     }
-    return readAnswer(out.Payload);
+    return readPayload(out.Payload);
   }
 }
 
@@ -155,8 +199,8 @@ function validFor(entry: CachedToken, minValiditySeconds: number): boolean {
   return entry.expiresAt === null || entry.expiresAt - Date.now() > minValiditySeconds * 1000;
 }
 
-/** Checks the answer's shape; a malformed one is reported without echoing it (it may hold a token). */
-function readAnswer(payload: Uint8Array | undefined): BrokerToken {
+/** Parses the answer and throws a refusal (`ok: false`) as the TokenBrokerError it names. */
+function readPayload(payload: Uint8Array | undefined): unknown {
   let answer: unknown;
   try {
     answer = JSON.parse(new TextDecoder().decode(payload ?? new Uint8Array()));
@@ -169,6 +213,11 @@ function readAnswer(payload: Uint8Array | undefined): BrokerToken {
       throw new TokenBrokerError(code as TokenBrokerErrorCode, message);
     }
   }
+  return answer;
+}
+
+/** Checks a token answer's shape; a malformed one is reported without echoing it (it may hold a token). */
+function readTokenAnswer(answer: unknown): BrokerToken {
   if (
     isRecord(answer) &&
     answer.ok === true &&
@@ -189,7 +238,11 @@ function readAnswer(payload: Uint8Array | undefined): BrokerToken {
       authorization: answer.authorization,
     };
   }
-  throw new TokenBrokerError('internal_error', 'The token function sent an unexpected answer.');
+  throw unexpectedAnswer();
+}
+
+function unexpectedAnswer(): TokenBrokerError {
+  return new TokenBrokerError('internal_error', 'The token function sent an unexpected answer.');
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { quicko } from './quicko.ts';
 import { quidkey } from './quidkey.ts';
 import { quiqup } from './quiqup.ts';
+import { quipt } from './quipt.ts';
 import type { ProviderKind } from './types.ts';
 
 // Each kind is typed by its own config; the registry only hands a kind the entry validated
@@ -13,4 +14,5 @@ export const providerKinds: Record<string, AnyProviderKind> = {
   quiqup,
   quidkey,
   quicko,
+  quipt,
 };

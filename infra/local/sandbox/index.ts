@@ -1,5 +1,6 @@
 import { QuickoSandbox } from './quicko-sandbox.ts';
 import { QuidkeySandbox } from './quidkey-sandbox.ts';
+import { QuiptSandbox } from './quipt-sandbox.ts';
 import { QuiqupSandbox } from './quiqup-sandbox.ts';
 
 export interface SandboxWiring {
@@ -16,6 +17,7 @@ export function createSandboxes(wiring: SandboxWiring) {
     quiqup: new QuiqupSandbox('quiqup', clients('quiqup'), signingKey, now),
     quidkey: new QuidkeySandbox('quidkey', clients('quidkey'), signingKey, now),
     quicko: new QuickoSandbox('quicko', clients('quicko'), signingKey, now),
+    quipt: new QuiptSandbox('quipt', clients('quipt'), signingKey, now),
   };
 }
 
