@@ -11,22 +11,37 @@ import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
   DomainName,
   HttpApi,
+  HttpMethod,
   LogGroupLogDestination,
   type HttpStage,
 } from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import type { BrokerConfig } from '../shared/config.ts';
+import { eventSource } from '../shared/events.ts';
 import { providerKinds } from '../shared/providers/registry.ts';
-import { tokensContext } from '../shared/store/connection-store.ts';
-import { tableKey, ttlAttribute } from '../shared/store/table.ts';
-import { BrokerFunction } from './broker-function.ts';
-import { bindEnvelopeKey, bindSecretValues, bindTable } from './grants.ts';
+import { dueIndex, providerIndex, tableKey, ttlAttribute } from '../shared/store/table.ts';
+import { BrokerFunction, type BrokerFunctionProps } from './broker-function.ts';
+import { functionAccess, type BrokerFunctionName } from './function-access.ts';
+import {
+  bindEnvelopeKey,
+  bindIndexQueries,
+  bindPutEvents,
+  bindSecretValues,
+  bindTableItems,
+  bindTableKeyAtRest,
+} from './grants.ts';
+import { BrokerMonitoring } from './monitoring.ts';
 
 export interface CustomDomain {
   domainName: string;
@@ -45,24 +60,78 @@ export interface BrokerStackProps extends StackProps {
 /** Stays well inside Lambda's 4 KB for all of a function's environment variables together. */
 const maxConfigEnvBytes = 3072;
 
-/** The purpose in the token envelopes' encryption context, which the key grant is bound to. */
-const tokenEnvelopePurpose = tokensContext('', '').purpose;
+/** Lambda's longest timeout. */
+const maxLambdaTimeoutSeconds = 900;
 
 /**
- * The broker in one stack: the token table and its key, one secret per provider, the `token`
- * function, and the HTTP API the connect/callback routes will hang off. Environment-agnostic (no
- * account or region lookups), so `cdk synth` works offline without credentials.
+ * The refresher's timeout: the configured stop margin (no new renewal starts that close to the
+ * deadline, so in-flight ones can finish) plus four minutes of useful run time; 5 minutes with the
+ * default 60 s margin.
+ */
+export function refresherTimeoutSeconds(config: BrokerConfig): number {
+  return Math.min(maxLambdaTimeoutSeconds, config.refresh.stopBeforeTimeoutSeconds + 240);
+}
+
+/** Provider ids whose kind has a consent flow (a callback URL to register at the provider). */
+export function consentProviderIds(config: BrokerConfig): string[] {
+  return Object.entries(config.providers)
+    .filter(([, provider]) => providerKinds[provider.kind]?.grant === 'user_consent')
+    .map(([providerId]) => providerId);
+}
+
+interface FunctionSpec {
+  description: string;
+  entry: string;
+  timeout?: Duration;
+  memorySize?: number;
+}
+
+const functionSpecs: Record<BrokerFunctionName, FunctionSpec> = {
+  token: {
+    description: 'Serves a valid OAuth token for a provider connection (Lambda invoke)',
+    entry: '../functions/token.ts',
+  },
+  connections: {
+    description: 'Connect sessions; get, list and delete connections (Lambda invoke)',
+    entry: '../functions/connections.ts',
+    timeout: Duration.seconds(10),
+  },
+  'connect-start': {
+    description: 'GET /connect/{provider}: starts a consent flow and sends the browser on',
+    entry: '../functions/connect-start.ts',
+    // API Gateway gives up on an integration after 30 s; the provider call has 3 × 5 s at most.
+    timeout: Duration.seconds(29),
+  },
+  'connect-callback': {
+    description: 'GET /callback/{provider}: completes a consent flow and stores the tokens',
+    entry: '../functions/connect-callback.ts',
+    timeout: Duration.seconds(29),
+  },
+  refresher: {
+    description: 'Scheduled: renews every connection that falls due before the next run',
+    entry: '../functions/refresher.ts',
+  },
+};
+
+/**
+ * The broker in one stack: the token table and its key, one secret per provider, the five
+ * functions (token, connections, connect-start, connect-callback, refresher), the HTTP API with the
+ * consent-flow routes, the refresher's schedule with its dead-letter queue, the lifecycle event
+ * bus, and alarms to an SNS topic. Environment-agnostic (no account or region lookups), so `cdk
+ * synth` works offline without credentials.
  */
 export class BrokerStack extends Stack {
   readonly key: kms.Key;
   readonly table: dynamodb.Table;
   readonly providerSecrets: ReadonlyMap<string, secretsmanager.Secret>;
+  readonly functions: Readonly<Record<BrokerFunctionName, BrokerFunction>>;
   readonly tokenFunction: BrokerFunction;
-  /**
-   * The HTTP API, with no routes yet. The connect and callback routes arrive with their handlers:
-   * `api.addRoutes({ path: '/callback/{provider}', methods: [HttpMethod.GET], integration: new
-   * HttpLambdaIntegration(…) })`. The stage, throttling and access logs below already apply.
-   */
+  /** Lifecycle events (shared/events.ts), `source: "oauth-token-broker"`. */
+  readonly eventBus: events.EventBus;
+  /** Scheduled refresher runs that could not be delivered or failed after their retries. */
+  readonly refresherDeadLetterQueue: sqs.Queue;
+  readonly monitoring: BrokerMonitoring;
+  /** The HTTP API: `GET /connect/{provider}` and `GET /callback/{provider}`. */
   readonly api: HttpApi;
   readonly apiStage: HttpStage;
   /** Where the API is reached from outside: the custom domain, else the execute-api endpoint. */
@@ -92,6 +161,20 @@ export class BrokerStack extends Stack {
       deletionProtection: !disposable,
       removalPolicy,
     });
+    // The indexes as shared/store/table.ts defines them (createTableInput builds the same offline).
+    this.table.addGlobalSecondaryIndex({
+      indexName: dueIndex.name,
+      partitionKey: { name: dueIndex.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: dueIndex.sortKey, type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+    this.table.addGlobalSecondaryIndex({
+      indexName: providerIndex.name,
+      partitionKey: { name: providerIndex.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: providerIndex.sortKey, type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.INCLUDE,
+      nonKeyAttributes: [...providerIndex.projectedAttributes],
+    });
 
     const sandboxed = Object.entries(config.providers)
       .filter(([, provider]) => provider.environment === 'sandbox' && !provider.baseUrl)
@@ -118,44 +201,165 @@ export class BrokerStack extends Stack {
     this.apiUrl = props.customDomain ? `https://${props.customDomain.domainName}` : api.apiEndpoint;
     const publicBaseUrl = config.publicBaseUrl?.replace(/\/+$/, '') ?? this.apiUrl;
 
-    this.tokenFunction = new BrokerFunction(this, 'TokenFunction', {
-      functionName: `oauth-token-broker-${stage}-token`,
-      description: 'Serves a valid OAuth token for a provider connection (Lambda invoke)',
-      entry: fileURLToPath(new URL('../functions/token.ts', import.meta.url)),
-      logRemovalPolicy: removalPolicy,
-      environment: {
-        BROKER_MODE: 'aws',
-        BROKER_CONFIG_JSON: this.configEnvironmentValue(config, publicBaseUrl),
-        BROKER_TABLE_NAME: this.table.tableName,
-        BROKER_KMS_KEY_ID: this.key.keyArn,
-        // Secret names only; the function reads the values at run time.
-        BROKER_SECRETS_PREFIX: config.secretsPrefix,
-        POWERTOOLS_SERVICE_NAME: 'oauth-token-broker',
-      },
+    // A bus of the broker's own rather than the default bus: PutEvents is granted on it alone,
+    // consumers' rules see only the broker's events, and each stage has its own.
+    this.eventBus = new events.EventBus(this, 'LifecycleEvents', {
+      eventBusName: `oauth-token-broker-${stage}`,
+      description: 'oauth-token-broker lifecycle events (Connection Created, Refresh Failed, …)',
     });
-    bindTable(this.tokenFunction, this.table, [
-      'dynamodb:GetItem',
-      'dynamodb:PutItem',
-      'dynamodb:UpdateItem',
-    ]);
-    bindEnvelopeKey(this.tokenFunction, this.key, tokenEnvelopePurpose);
-    bindSecretValues(this.tokenFunction, [...secrets.values()]);
-    NagSuppressions.addResourceSuppressions(this.tokenFunction, [
+
+    this.refresherDeadLetterQueue = new sqs.Queue(this, 'RefresherDeadLetterQueue', {
+      queueName: `oauth-token-broker-${stage}-refresher-dlq`,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy,
+    });
+    NagSuppressions.addResourceSuppressions(this.refresherDeadLetterQueue, [
       {
-        id: 'AwsSolutions-L1',
+        id: 'AwsSolutions-SQS3',
         reason:
-          'Pinned to nodejs22.x, the runtime the handlers are built and tested for; moving to a newer runtime is a deliberate change with its own test run, not an automatic one.',
+          'This queue is itself the dead-letter queue: of the refresher schedule target and of the refresher’s asynchronous invocations. A queue behind it would only hold the same messages again.',
       },
     ]);
 
+    // What every function reads its configuration from; secret names only, never values.
+    const commonEnvironment = {
+      BROKER_MODE: 'aws',
+      BROKER_CONFIG_JSON: this.configEnvironmentValue(config),
+      BROKER_PUBLIC_BASE_URL: publicBaseUrl,
+      BROKER_TABLE_NAME: this.table.tableName,
+      BROKER_KMS_KEY_ID: this.key.keyArn,
+      BROKER_SECRETS_PREFIX: config.secretsPrefix,
+      POWERTOOLS_SERVICE_NAME: 'oauth-token-broker',
+    };
+    const consentIds = new Set(consentProviderIds(config));
+    const scheduleMinutes = config.refresh.scheduleMinutes;
+    // No retry or dead letter outlives the next scheduled run, which does the same work.
+    const eventAge = Duration.minutes(Math.min(Math.max(scheduleMinutes, 1), 360));
+
+    const functions = {} as Record<BrokerFunctionName, BrokerFunction>;
+    for (const [name, spec] of Object.entries(functionSpecs) as [
+      BrokerFunctionName,
+      FunctionSpec,
+    ][]) {
+      const access = functionAccess[name];
+      const extra: Partial<BrokerFunctionProps> =
+        name === 'refresher'
+          ? {
+              timeout: Duration.seconds(refresherTimeoutSeconds(config)),
+              // A failed run is tried once more, then parked in the dead-letter queue (alarmed).
+              retryAttempts: 1,
+              maxEventAge: eventAge,
+              onFailure: new SqsDestination(this.refresherDeadLetterQueue),
+            }
+          : {};
+      const fn = new BrokerFunction(this, `${pascalCase(name)}Function`, {
+        functionName: `oauth-token-broker-${stage}-${name}`,
+        description: spec.description,
+        entry: fileURLToPath(new URL(spec.entry, import.meta.url)),
+        logRemovalPolicy: removalPolicy,
+        ...(spec.timeout ? { timeout: spec.timeout } : {}),
+        ...(spec.memorySize ? { memorySize: spec.memorySize } : {}),
+        ...extra,
+        environment: {
+          ...commonEnvironment,
+          // Without it, events go to the log: only the functions that publish get the bus.
+          ...(access.publishesEvents ? { BROKER_EVENT_BUS: this.eventBus.eventBusName } : {}),
+        },
+      });
+      bindTableItems(fn, this.table, access.items);
+      bindIndexQueries(fn, this.table, access.queries);
+      bindTableKeyAtRest(fn, this.table);
+      bindEnvelopeKey(fn, this.key, access.envelope);
+      bindSecretValues(
+        fn,
+        [...secrets]
+          .filter(
+            ([providerId]) =>
+              access.secrets === 'all' ||
+              (access.secrets === 'user_consent' && consentIds.has(providerId)),
+          )
+          .map(([, secret]) => secret),
+      );
+      if (access.publishesEvents) bindPutEvents(fn, this.eventBus, eventSource);
+      functions[name] = fn;
+    }
+    this.functions = functions;
+    this.tokenFunction = functions.token;
+
+    const routes = [
+      ...this.api.addRoutes({
+        path: '/connect/{provider}',
+        methods: [HttpMethod.GET],
+        integration: new HttpLambdaIntegration(
+          'ConnectStartIntegration',
+          functions['connect-start'],
+        ),
+      }),
+      ...this.api.addRoutes({
+        path: '/callback/{provider}',
+        methods: [HttpMethod.GET],
+        integration: new HttpLambdaIntegration(
+          'ConnectCallbackIntegration',
+          functions['connect-callback'],
+        ),
+      }),
+    ];
+    NagSuppressions.addResourceSuppressions(routes, [
+      {
+        id: 'AwsSolutions-APIG4',
+        reason:
+          'Browser routes of the consent flow, opened by the person who connects: start is authorised by a single-use connect session token, callback by the flow state bound to a cookie that start set. There is no caller identity an authorizer could check.',
+      },
+    ]);
+
+    new events.Rule(this, 'RefresherSchedule', {
+      description: `Runs the refresher every ${scheduleMinutes} minutes (refresh.scheduleMinutes)`,
+      schedule: events.Schedule.rate(Duration.minutes(scheduleMinutes)),
+      targets: [
+        new targets.LambdaFunction(functions.refresher, {
+          retryAttempts: 2,
+          maxEventAge: eventAge,
+          deadLetterQueue: this.refresherDeadLetterQueue,
+        }),
+      ],
+    });
+
+    this.monitoring = new BrokerMonitoring(this, 'Monitoring', {
+      stage,
+      removalPolicy,
+      functions,
+      refresher: {
+        fn: functions.refresher,
+        logGroup: functions.refresher.logGroup,
+        deadLetterQueue: this.refresherDeadLetterQueue,
+      },
+      scheduleMinutes,
+    });
+
     new CfnOutput(this, 'ApiUrl', { value: this.apiUrl, description: 'Base URL of the HTTP API' });
     new CfnOutput(this, 'TokenFunctionName', {
-      value: this.tokenFunction.functionName,
+      value: functions.token.functionName,
       description: 'Invoke this with TokenBrokerClient (functionName)',
     });
-    new CfnOutput(this, 'TokenFunctionArn', { value: this.tokenFunction.functionArn });
+    new CfnOutput(this, 'TokenFunctionArn', { value: functions.token.functionArn });
+    new CfnOutput(this, 'ConnectionsFunctionName', {
+      value: functions.connections.functionName,
+      description: 'Invoke this from your backend: createConnectSession, get, list, delete',
+    });
+    new CfnOutput(this, 'ConnectionsFunctionArn', { value: functions.connections.functionArn });
+    new CfnOutput(this, 'RefresherFunctionName', { value: functions.refresher.functionName });
     new CfnOutput(this, 'TableName', { value: this.table.tableName });
-    for (const providerId of Object.keys(config.providers)) {
+    new CfnOutput(this, 'EventBusName', {
+      value: this.eventBus.eventBusName,
+      description: 'Lifecycle events (source oauth-token-broker); put your rules on this bus',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.monitoring.topic.topicArn,
+      description: 'Subscribe to this topic for the broker’s alarms',
+    });
+    for (const providerId of consentIds) {
       new CfnOutput(this, `CallbackUrl${pascalCase(providerId)}`, {
         value: `${publicBaseUrl}/callback/${providerId}`,
         description: `Redirect URI to register with ${providerId}`,
@@ -260,14 +464,15 @@ export class BrokerStack extends Stack {
   }
 
   /**
-   * The validated configuration as the function reads it (BROKER_CONFIG_JSON), with the public
-   * URL set so callback URLs match the outputs. It holds no secrets: those are named by provider
-   * id and read from Secrets Manager.
+   * The validated configuration as the functions read it (BROKER_CONFIG_JSON): a plain string in
+   * the template, so a change shows as such in `cdk diff`. It holds no secrets (those are named by
+   * provider id and read from Secrets Manager); the public URL, known only at deploy time, arrives
+   * separately as BROKER_PUBLIC_BASE_URL.
    */
-  private configEnvironmentValue(config: BrokerConfig, publicBaseUrl: string): string {
-    const { $schema: _schema, ...rest } = config;
-    const value = this.toJsonString({ ...rest, publicBaseUrl });
-    const size = Buffer.byteLength(JSON.stringify({ ...rest, publicBaseUrl: 'x'.repeat(120) }));
+  private configEnvironmentValue(config: BrokerConfig): string {
+    const { $schema: _schema, publicBaseUrl: _publicBaseUrl, ...rest } = config;
+    const value = JSON.stringify(rest);
+    const size = Buffer.byteLength(value);
     if (size > maxConfigEnvBytes) {
       throw new Error(
         `broker.config.json is ${size} bytes as JSON, more than the ${maxConfigEnvBytes} that fit in a Lambda environment variable; bundle it with the function instead.`,

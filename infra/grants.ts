@@ -1,5 +1,6 @@
 import { Aws } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -11,11 +12,10 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 
 /** The item-level calls a broker function may make on the token table. */
 export type TableItemAction =
-  | 'dynamodb:GetItem'
-  | 'dynamodb:PutItem'
-  | 'dynamodb:UpdateItem'
-  | 'dynamodb:DeleteItem'
-  | 'dynamodb:Query';
+  'dynamodb:GetItem' | 'dynamodb:PutItem' | 'dynamodb:UpdateItem' | 'dynamodb:DeleteItem';
+
+/** What a function does with the envelope key (shared/crypto/kms-key-manager.ts). */
+export type EnvelopeAction = 'kms:GenerateDataKey' | 'kms:Decrypt';
 
 /** What DynamoDB does with a table's customer managed key on behalf of the caller. */
 const tableKeyActions = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
@@ -26,37 +26,91 @@ function addStatement(grantee: iam.IGrantable, statement: iam.PolicyStatementPro
     throw new Error(`Cannot add a policy statement to ${grantee.grantPrincipal}`);
 }
 
+/** Keys (prefixes, purposes) grouped by the exact action list they get: one statement per group. */
+function byActionSet<A extends string>(
+  grants: Partial<Record<string, readonly A[]>>,
+): { actions: A[]; keys: string[] }[] {
+  const groups = new Map<string, { actions: A[]; keys: string[] }>();
+  for (const [key, actions] of Object.entries(grants)) {
+    if (!actions || actions.length === 0) continue;
+    const sorted = [...new Set(actions)].sort();
+    const id = sorted.join(',');
+    const group = groups.get(id) ?? { actions: sorted, keys: [] };
+    group.keys.push(key);
+    groups.set(id, group);
+  }
+  return [...groups.values()];
+}
+
 /**
- * `actions` on the table, plus, when the table is encrypted with a customer managed key, what
- * DynamoDB needs of that key on the caller's behalf: only through DynamoDB (`kms:ViaService`),
- * so the function cannot use these permissions on the key directly.
+ * Item calls on the table, each limited to items whose partition key starts with one of the
+ * given prefixes (`dynamodb:LeadingKeys`, e.g. `{ 'connection#': ['dynamodb:GetItem'] }`). Every
+ * action allowed here names the item's key, so the condition always has a value to check.
  */
-export function bindTable(
+export function bindTableItems(
   grantee: iam.IGrantable,
   table: ITable,
-  actions: readonly TableItemAction[],
+  byPrefix: Partial<Record<string, readonly TableItemAction[]>>,
 ): void {
-  addStatement(grantee, { actions: [...actions], resources: [table.tableArn] });
-  if (table.encryptionKey) {
+  for (const { actions, keys } of byActionSet(byPrefix)) {
     addStatement(grantee, {
-      actions: tableKeyActions,
-      resources: [table.encryptionKey.keyArn],
-      conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com` } },
+      actions,
+      resources: [table.tableArn],
+      conditions: {
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': keys.map((prefix) => `${prefix}*`) },
+      },
     });
   }
 }
 
 /**
- * Envelope encryption (shared/crypto/kms-key-manager.ts): GenerateDataKey to wrap, Decrypt to
- * unwrap, only for data keys whose encryption context carries this `purpose`
- * (shared/store/connection-store.ts tokensContext).
+ * Query on these global secondary indexes (their ARNs only; a table grant does not cover them).
+ * What a query can read is what the index projects (shared/store/table.ts).
  */
-export function bindEnvelopeKey(grantee: iam.IGrantable, key: IKey, purpose: string): void {
+export function bindIndexQueries(
+  grantee: iam.IGrantable,
+  table: ITable,
+  indexNames: readonly string[],
+): void {
+  if (indexNames.length === 0) return;
   addStatement(grantee, {
-    actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
-    resources: [key.keyArn],
-    conditions: { StringEquals: { 'kms:EncryptionContext:purpose': purpose } },
+    actions: ['dynamodb:Query'],
+    resources: indexNames.map((name) => `${table.tableArn}/index/${name}`),
   });
+}
+
+/**
+ * What DynamoDB needs of the table's customer managed key on the caller's behalf: only through
+ * DynamoDB (`kms:ViaService`), so the function cannot use these permissions on the key directly.
+ */
+export function bindTableKeyAtRest(grantee: iam.IGrantable, table: ITable): void {
+  if (!table.encryptionKey) return;
+  addStatement(grantee, {
+    actions: tableKeyActions,
+    resources: [table.encryptionKey.keyArn],
+    conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com` } },
+  });
+}
+
+/**
+ * Envelope encryption (shared/crypto/kms-key-manager.ts): GenerateDataKey to wrap, Decrypt to
+ * unwrap, each only for data keys whose encryption context carries one of the given `purpose`s
+ * (e.g. `{ 'connection-tokens': ['kms:GenerateDataKey', 'kms:Decrypt'] }`).
+ */
+export function bindEnvelopeKey(
+  grantee: iam.IGrantable,
+  key: IKey,
+  byPurpose: Partial<Record<string, readonly EnvelopeAction[]>>,
+): void {
+  for (const { actions, keys } of byActionSet(byPurpose)) {
+    addStatement(grantee, {
+      actions,
+      resources: [key.keyArn],
+      conditions: {
+        StringEquals: { 'kms:EncryptionContext:purpose': keys.length === 1 ? keys[0] : keys },
+      },
+    });
+  }
 }
 
 /** Read the value of these secrets, and of no other. */
@@ -65,5 +119,14 @@ export function bindSecretValues(grantee: iam.IGrantable, secrets: readonly ISec
   addStatement(grantee, {
     actions: ['secretsmanager:GetSecretValue'],
     resources: secrets.map((secret) => secret.secretArn),
+  });
+}
+
+/** PutEvents on this bus only, and only with this `source` (shared/events.ts). */
+export function bindPutEvents(grantee: iam.IGrantable, bus: IEventBus, source: string): void {
+  addStatement(grantee, {
+    actions: ['events:PutEvents'],
+    resources: [bus.eventBusArn],
+    conditions: { StringEquals: { 'events:source': source } },
   });
 }
