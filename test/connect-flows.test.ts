@@ -35,6 +35,7 @@ beforeAll(async () => {
       providers: {
         quidkey: { kind: 'quidkey', environment: 'sandbox' },
         quicko: { kind: 'quicko', environment: 'sandbox' },
+        quipt: { kind: 'quipt', environment: 'sandbox' },
       },
     }),
   });
@@ -63,6 +64,10 @@ type ConsentDriver = (
 ) => Promise<Response>;
 
 const consentDrivers: Record<string, ConsentDriver> = {
+  async quipt(browser, page, pageUrl, choice) {
+    expect(page.status).toBe(200);
+    return browser.submitForm(await page.text(), pageUrl, { decision: choice });
+  },
   async quicko(browser, page, pageUrl, choice) {
     const otpPage = await page.text();
     const otp = /id="otp">(\d+)</.exec(otpPage)?.[1];
@@ -75,6 +80,22 @@ const consentDrivers: Record<string, ConsentDriver> = {
     });
   },
 };
+
+/** Each provider's sandbox API, to prove a token (or signed header) works there. */
+const apiCheck: Record<string, { url: () => string; sign?: true }> = {
+  quicko: { url: () => `${local.url}/sandbox/quicko/me` },
+  quipt: { url: () => `${local.url}/sandbox/quipt/v2/me`, sign: true },
+};
+
+/** A token request as a service would send it (OAuth 1.0a providers sign a request). */
+function tokenRequest(provider: string, connectionId: string) {
+  const api = apiCheck[provider]!;
+  return {
+    provider,
+    connectionId,
+    ...(api.sign ? { sign: { method: 'GET', url: api.url() } } : {}),
+  };
+}
 
 async function createSession(
   provider: string,
@@ -155,7 +176,7 @@ async function rememberTokens(provider: string, connectionId: string): Promise<v
 const userConsentProviders = () =>
   Object.keys(consentDrivers).filter((id) => local.broker.providers.has(id));
 
-describe.each(['quicko'])('connect flow: %s', (provider) => {
+describe.each(['quicko', 'quipt'])('connect flow: %s', (provider) => {
   it('connects, lands on returnTo with status=connected, and the token works', async () => {
     const flow = await startAndConsent(provider, 'alice');
     const done = await finish(flow);
@@ -172,8 +193,14 @@ describe.each(['quicko'])('connect flow: %s', (provider) => {
       connectionId: 'alice',
     });
     expect(summary).toMatchObject({ ok: true, connection: { status: 'active' } });
-    const token = await local.invoke({ provider, connectionId: 'alice' });
+    const api = apiCheck[provider]!;
+    const token = await local.invoke(tokenRequest(provider, 'alice'));
     expect(token).toMatchObject({ ok: true, provider, connectionId: 'alice' });
+    // The sandbox provider's own API accepts what the broker handed out.
+    const accepted = await fetch(api.url(), {
+      headers: { authorization: token.authorization as string },
+    });
+    expect(accepted.status).toBe(200);
     await rememberTokens(provider, 'alice');
     expect(userConsentProviders()).toContain(provider);
   });
@@ -253,7 +280,7 @@ describe.each(['quicko'])('connect flow: %s', (provider) => {
       { error: { code: 'provider_rejected', message: 'revoked' }, needsReauth: true },
       local.clock.now(),
     );
-    expect(await local.invoke({ provider, connectionId: 'revive' })).toMatchObject({
+    expect(await local.invoke(tokenRequest(provider, 'revive'))).toMatchObject({
       ok: false,
       error: { code: 'needs_reauth' },
     });
@@ -262,7 +289,7 @@ describe.each(['quicko'])('connect flow: %s', (provider) => {
     const revived = await local.broker.store.get(provider, 'revive');
     expect(revived).toMatchObject({ status: 'active', refreshFailures: 0 });
     expect(revived!.tokens.accessToken).not.toBe(connected!.tokens.accessToken);
-    expect(await local.invoke({ provider, connectionId: 'revive' })).toMatchObject({ ok: true });
+    expect(await local.invoke(tokenRequest(provider, 'revive'))).toMatchObject({ ok: true });
     await rememberTokens(provider, 'revive');
   });
 

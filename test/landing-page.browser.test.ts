@@ -26,6 +26,7 @@ beforeAll(async () => {
       providers: {
         quiqup: { kind: 'quiqup', environment: 'sandbox' },
         quicko: { kind: 'quicko', environment: 'sandbox' },
+        quipt: { kind: 'quipt', environment: 'sandbox' },
       },
     }),
   });
@@ -78,6 +79,31 @@ describe.skipIf(!haveChromium)('landing page in a real browser', () => {
       headers: { authorization: token.authorization as string },
     });
     expect(api.status).toBe(200);
+    await page.close();
+  });
+
+  it('Connect for quipt (OAuth 1.0a) comes back connected; the signed header works on its API', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${local.url}/`);
+    await page.locator('form:has(#connect-quipt) input[name=connectionId]').fill('quipt-user');
+    await page.click('#connect-quipt');
+    await page.click('button[value=allow]');
+    await page.waitForURL(/status=connected/);
+    await expect(
+      page.locator('#connections tr', { hasText: 'quipt-user' }).textContent(),
+    ).resolves.toMatch(/active/);
+
+    const url = `${local.url}/sandbox/quipt/v2/me`;
+    const signed = await local.invoke({
+      provider: 'quipt',
+      connectionId: 'quipt-user',
+      sign: { method: 'GET', url },
+    });
+    expect(signed).toMatchObject({ ok: true, tokenType: 'OAuth' });
+    expect(signed.authorization).toMatch(/^OAuth /);
+    expect(
+      (await fetch(url, { headers: { authorization: signed.authorization as string } })).status,
+    ).toBe(200);
     await page.close();
   });
 
