@@ -107,4 +107,19 @@ describe('envelope encryption (AES-256-GCM, data keys from the key manager)', ()
     await shortLived.encrypt('x', contextA);
     expect(aged.generated).toBe(2);
   });
+
+  it('bounds a cached decryption key by age only: a warm reader unwraps once, not once per N uses', async () => {
+    const ciphertext = await new Envelope(new LocalKeyManager(masterKey)).encrypt('x', contextA);
+    const reader = new CountingKeyManager(new LocalKeyManager(masterKey));
+    const envelope = new Envelope(reader, { maxKeyUses: 3 });
+    for (let i = 0; i < 10; i += 1) await envelope.decrypt(ciphertext, contextA);
+    expect(reader.decrypted).toBe(1);
+
+    const aged = new CountingKeyManager(new LocalKeyManager(masterKey));
+    const shortLived = new Envelope(aged, { maxKeyAgeMs: 20 });
+    await shortLived.decrypt(ciphertext, contextA);
+    await new Promise((done) => setTimeout(done, 40));
+    await shortLived.decrypt(ciphertext, contextA);
+    expect(aged.decrypted).toBe(2);
+  });
 });

@@ -8,7 +8,7 @@ const FORMAT = 'v1';
 export interface EnvelopeOptions {
   /** How long a plaintext data key may be reused (ms). */
   maxKeyAgeMs: number;
-  /** How many encryptions (or decryptions) one cached data key may serve. */
+  /** How many encryptions one cached data key may serve (decryptions are bounded by age only). */
   maxKeyUses: number;
   /** How many data keys stay cached at once. */
   maxCachedKeys: number;
@@ -32,10 +32,13 @@ interface CachedKey {
  * bound twice: by the key manager to the wrapped data key, and as GCM additional data to the
  * payload, so a ciphertext copied under another context fails either way.
  *
- * Plaintext data keys are cached per context (for encryption) and per wrapped key (for
- * decryption), each with a bounded age and use count, so a warm container does not call the key
- * manager on every read or write. Evicted keys are not zeroed: an await may sit between a cache
- * hit and the key's use, and a key zeroed in that gap would corrupt a concurrent operation.
+ * Plaintext data keys are cached per context (for encryption, with a bounded age and use count)
+ * and per wrapped key (for decryption, with a bounded age), so a warm container does not call the
+ * key manager on every read or write. The use count bounds how much one key encrypts (random-IV
+ * GCM limits); decrypting adds nothing to that, so, as in the AWS Encryption SDK's caching CMM,
+ * only age bounds a decryption key: a warm read unwraps once per data key, not once per 1,000.
+ * Evicted keys are not zeroed: an await may sit between a cache hit and the key's use, and a key
+ * zeroed in that gap would corrupt a concurrent operation.
  */
 export class Envelope {
   private readonly options: EnvelopeOptions;
@@ -97,14 +100,8 @@ export class Envelope {
     const [, wrappedText, ivText, bodyText] = parts as [string, string, string, string];
     const canonical = canonicalContext(context);
     const cacheKey = decryptCacheKey(Buffer.from(wrappedText, 'base64url'), canonical);
-    let key = await this.decryptKeys.fetch(cacheKey, { context });
+    const key = await this.decryptKeys.fetch(cacheKey, { context });
     if (!key) throw new Error('The data key could not be unwrapped');
-    if (key.uses >= this.options.maxKeyUses) {
-      this.decryptKeys.delete(cacheKey);
-      key = await this.decryptKeys.fetch(cacheKey, { context });
-      if (!key) throw new Error('The data key could not be unwrapped');
-    }
-    key.uses += 1;
     const body = Buffer.from(bodyText, 'base64url');
     if (body.length < 16) throw new Error('Ciphertext too short');
     const decipher = createDecipheriv(
