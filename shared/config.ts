@@ -1,10 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.ts';
 import type { CommonProviderConfig } from './providers/common.ts';
 import { providerKinds } from './providers/registry.ts';
+
+// TypeBox checks only the formats it is told about: without this, every `format: 'uri'` field
+// (baseUrl, consentUrl, the oauth2 endpoints) refuses any value ("Unknown format").
+if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (value) => URL.canParse(value));
 
 export const providerIdPattern = '^[a-z0-9][a-z0-9_-]{0,62}$';
 
@@ -195,6 +199,8 @@ export function resolveProviderBaseUrl(
       ? `${sandboxBaseUrl}/${provider.kind}`
       : hosts[provider.environment ?? '']);
   if (!url) {
+    // A kind with no documented hosts (oauth2) keeps every URL in its own entry: no base URL.
+    if (Object.keys(hosts).length === 0 && provider.environment === undefined) return '';
     throw new ConfigError(
       `providers: kind ${provider.kind} has no host for environment "${provider.environment}"; set baseUrl`,
     );

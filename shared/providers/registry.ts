@@ -1,3 +1,4 @@
+import { oauth2 } from './oauth2.ts';
 import { quicko } from './quicko.ts';
 import { quidkey } from './quidkey.ts';
 import { quiqup } from './quiqup.ts';
@@ -14,5 +15,6 @@ export const providerKinds: Record<string, AnyProviderKind> = {
   quiqup,
   quidkey,
   quicko,
+  oauth2,
   quipt,
 };
