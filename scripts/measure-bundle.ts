@@ -6,17 +6,17 @@
  *
  * The import time of the external variant loads the SDK from this repo's node_modules, standing in
  * for the runtime's copy under /var/runtime/node_modules: same packages, same unbundled layout.
+ *
+ * `bundleWithStackSettings` and `importMs` are also what `npm run bench` (bench/cold-start.ts) uses.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build, type Metafile } from 'esbuild';
 import { brokerBundling, brokerRuntime } from '../infra/broker-function.ts';
 
-const entry = resolve(process.argv[2] ?? 'functions/token.ts');
-const runs = Number(process.env.MEASURE_RUNS ?? 7);
 // Inside the project so the external variant resolves @aws-sdk/* from node_modules.
 const outRoot = resolve('node_modules/.cache/measure-bundle');
 
@@ -26,17 +26,26 @@ const variants = [
   { name: 'SDK external (runtime)', externalModules: ['@aws-sdk/*', '@smithy/*'] },
 ];
 
-interface Measurement {
-  name: string;
+export interface BundleMeasurement {
+  outfile: string;
   bundleBytes: number;
   gzipBytes: number;
   mapBytes: number;
   sdkBytes: number;
+  metafile: Metafile;
+}
+
+interface Measurement extends BundleMeasurement {
+  name: string;
   importMs: number;
 }
 
-async function measure(variant: (typeof variants)[number]): Promise<Measurement> {
-  const outdir = join(outRoot, variant.name.replace(/\W+/g, '-'));
+/** Bundles `entry` into `outdir/index.mjs` exactly as the stack does, and measures the output. */
+export async function bundleWithStackSettings(
+  entry: string,
+  outdir: string,
+  externalModules: string[] = [...brokerBundling.externalModules],
+): Promise<BundleMeasurement> {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   const outfile = join(outdir, 'index.mjs');
@@ -52,20 +61,30 @@ async function measure(variant: (typeof variants)[number]): Promise<Measurement>
     minify: brokerBundling.minify,
     sourcemap: brokerBundling.sourceMap,
     sourcesContent: brokerBundling.sourcesContent,
-    external: variant.externalModules,
+    external: externalModules,
     outfile,
     metafile: true,
     logLevel: 'warning',
   });
   const bundle = readFileSync(outfile);
   return {
-    name: variant.name,
+    outfile,
     bundleBytes: bundle.length,
     gzipBytes: gzipSync(bundle, { level: 9 }).length,
     mapBytes: statSync(`${outfile}.map`).size,
     sdkBytes: sdkBytesIn(result.metafile, outfile),
-    importMs: medianImportMs(outfile),
+    metafile: result.metafile,
   };
+}
+
+async function measure(
+  entry: string,
+  variant: (typeof variants)[number],
+  runs: number,
+): Promise<Measurement> {
+  const outdir = join(outRoot, variant.name.replace(/\W+/g, '-'));
+  const bundle = await bundleWithStackSettings(entry, outdir, variant.externalModules);
+  return { ...bundle, name: variant.name, importMs: medianImportMs(bundle.outfile, runs) };
 }
 
 /** Bytes of the output that come from @aws-sdk/* and @smithy/* sources. */
@@ -77,49 +96,57 @@ function sdkBytesIn(metafile: Metafile, outfile: string): number {
     .reduce((sum, [, input]) => sum + input.bytesInOutput, 0);
 }
 
-/** Median time for a fresh `node --enable-source-maps` (as deployed) to import the bundle. */
-function medianImportMs(outfile: string): number {
+/** How long a fresh `node --enable-source-maps` (as deployed) takes to import the bundle (ms). */
+export function importMs(outfile: string): number {
   const script = `const t = performance.now(); await import(${JSON.stringify(pathToFileURL(outfile).href)}); console.log(performance.now() - t);`;
-  const times: number[] = [];
-  for (let i = 0; i < runs; i += 1) {
-    const out = execFileSync(
-      process.execPath,
-      ['--enable-source-maps', '--input-type=module', '-e', script],
-      { encoding: 'utf8' },
-    );
-    times.push(Number(out.trim()));
-  }
-  times.sort((a, b) => a - b);
+  const out = execFileSync(
+    process.execPath,
+    ['--enable-source-maps', '--input-type=module', '-e', script],
+    { encoding: 'utf8' },
+  );
+  return Number(out.trim());
+}
+
+/** Median of `runs` fresh-process import times. */
+function medianImportMs(outfile: string, runs: number): number {
+  const times = Array.from({ length: runs }, () => importMs(outfile)).sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)]!;
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
-const results: Measurement[] = [];
-for (const variant of variants) results.push(await measure(variant));
 
-console.log(
-  `${entry}: esbuild ${brokerBundling.format}, minify, sourcemap (no sources), target from ${brokerRuntime.name}`,
-);
-console.log(`Node ${process.version}, import time = median of ${runs} fresh processes\n`);
-console.log(
-  [
-    'variant'.padEnd(24),
-    'index.mjs'.padStart(11),
-    'gzip'.padStart(10),
-    '.map'.padStart(11),
-    'of it SDK'.padStart(11),
-    'import'.padStart(9),
-  ].join(' '),
-);
-for (const r of results) {
+async function main(): Promise<void> {
+  const entry = resolve(process.argv[2] ?? 'functions/token.ts');
+  const runs = Number(process.env.MEASURE_RUNS ?? 7);
+  const results: Measurement[] = [];
+  for (const variant of variants) results.push(await measure(entry, variant, runs));
+
+  console.log(
+    `${entry}: esbuild ${brokerBundling.format}, minify, sourcemap (no sources), target from ${brokerRuntime.name}`,
+  );
+  console.log(`Node ${process.version}, import time = median of ${runs} fresh processes\n`);
   console.log(
     [
-      r.name.padEnd(24),
-      kb(r.bundleBytes).padStart(11),
-      kb(r.gzipBytes).padStart(10),
-      kb(r.mapBytes).padStart(11),
-      kb(r.sdkBytes).padStart(11),
-      `${r.importMs.toFixed(0)} ms`.padStart(9),
+      'variant'.padEnd(24),
+      'index.mjs'.padStart(11),
+      'gzip'.padStart(10),
+      '.map'.padStart(11),
+      'of it SDK'.padStart(11),
+      'import'.padStart(9),
     ].join(' '),
   );
+  for (const r of results) {
+    console.log(
+      [
+        r.name.padEnd(24),
+        kb(r.bundleBytes).padStart(11),
+        kb(r.gzipBytes).padStart(10),
+        kb(r.mapBytes).padStart(11),
+        kb(r.sdkBytes).padStart(11),
+        `${r.importMs.toFixed(0)} ms`.padStart(9),
+      ].join(' '),
+    );
+  }
 }
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -1,0 +1,120 @@
+/**
+ * Workload 4, cold start: every function's bundle, built with the stack's esbuild settings
+ * (scripts/measure-bundle.ts, which reads infra/broker-function.ts), and the time a fresh `node`
+ * takes to import the `token` bundle against a hello-world bundle importing only the same SDK
+ * clients (bench/hello-world.ts). The two are imported alternately, so drift hits both alike.
+ */
+import { readdirSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { Metafile } from 'esbuild';
+import { bundleWithStackSettings, importMs } from '../scripts/measure-bundle.ts';
+import { kb, median, ms, times, type BenchRow, type WorkloadResult } from './harness.ts';
+
+export interface ColdStartOptions {
+  /** Fresh processes per bundle. */
+  runs: number;
+}
+
+const outRoot = resolve('node_modules/.cache/bench-cold-start');
+const TOKEN_BUNDLE_GOAL_BYTES = 250 * 1024;
+
+export async function benchColdStart(options: ColdStartOptions): Promise<WorkloadResult> {
+  const entries = readdirSync('functions')
+    .filter((file) => file.endsWith('.ts'))
+    .sort()
+    .map((file) => resolve('functions', file));
+  const bundles = new Map<string, Awaited<ReturnType<typeof bundleWithStackSettings>>>();
+  for (const entry of entries) {
+    const name = basename(entry, '.ts');
+    bundles.set(name, await bundleWithStackSettings(entry, join(outRoot, name)));
+  }
+  const hello = await bundleWithStackSettings(
+    resolve('bench/hello-world.ts'),
+    join(outRoot, 'hello-world'),
+  );
+  const token = bundles.get('token');
+  if (!token) throw new Error('functions/token.ts not found');
+
+  const tokenMs: number[] = [];
+  const helloMs: number[] = [];
+  importMs(hello.outfile); // let the OS cache both files before timing
+  importMs(token.outfile);
+  for (let i = 0; i < options.runs; i += 1) {
+    const order: [string, number[]][] = [
+      [token.outfile, tokenMs],
+      [hello.outfile, helloMs],
+    ];
+    if (i % 2 === 1) order.reverse();
+    for (const [outfile, into] of order) into.push(importMs(outfile));
+  }
+
+  const workload = '4 cold start';
+  const rows: BenchRow[] = [...bundles].map(([name, bundle]) => ({
+    workload,
+    metric: `${name} bundle, minified (gzip; SDK share)`,
+    measured: `${kb(bundle.bundleBytes)} (${kb(bundle.gzipBytes)}; ${kb(bundle.sdkBytes)})`,
+    goal: name === 'token' ? '≤ 250 KB' : '',
+    ...(name === 'token' ? { met: bundle.bundleBytes <= TOKEN_BUNDLE_GOAL_BYTES } : {}),
+  }));
+  rows.push({
+    workload,
+    metric: 'hello-world bundle (same SDK clients)',
+    measured: `${kb(hello.bundleBytes)} (${kb(hello.gzipBytes)}; ${kb(hello.sdkBytes)})`,
+    goal: '',
+  });
+  const ratio = median(tokenMs) / median(helloMs);
+  rows.push(
+    {
+      workload,
+      metric: `import, median of ${options.runs}: token / hello-world`,
+      measured: `${ms(median(tokenMs))} / ${ms(median(helloMs))}`,
+      goal: '',
+    },
+    {
+      workload,
+      metric: 'import ratio token / hello-world',
+      measured: times(ratio),
+      goal: '≤ 1.50×',
+      met: ratio <= 1.5,
+    },
+  );
+
+  const tokenPackages = bytesByPackage(token.metafile, token.outfile);
+  return {
+    rows,
+    details: {
+      runs: options.runs,
+      bundles: Object.fromEntries(
+        [...bundles, ['hello-world', hello] as const].map(([name, b]) => [
+          name,
+          { bytes: b.bundleBytes, gzipBytes: b.gzipBytes, sdkBytes: b.sdkBytes },
+        ]),
+      ),
+      importMs: {
+        token: { median: median(tokenMs), samples: tokenMs },
+        helloWorld: { median: median(helloMs), samples: helloMs },
+        ratio,
+      },
+      tokenBundleByPackage: tokenPackages,
+    },
+    notes: [
+      `token bundle, largest parts: ${Object.entries(tokenPackages)
+        .slice(0, 8)
+        .map(([name, bytes]) => `${name} ${kb(bytes)}`)
+        .join(', ')}`,
+    ],
+  };
+}
+
+/** Output bytes per npm package (or "(project)"), largest first. */
+function bytesByPackage(metafile: Metafile, outfile: string): Record<string, number> {
+  const output = Object.entries(metafile.outputs).find(([path]) => resolve(path) === outfile)?.[1];
+  const sums = new Map<string, number>();
+  for (const [path, input] of Object.entries(output?.inputs ?? {})) {
+    // The innermost node_modules names the package (the SDK nests some of its own).
+    const inner = path.split('node_modules/').slice(1).at(-1);
+    const name = inner ? /^(?:@[^/]+\/)?[^/]+/.exec(inner)![0] : '(project)';
+    sums.set(name, (sums.get(name) ?? 0) + input.bytesInOutput);
+  }
+  return Object.fromEntries([...sums].sort((a, b) => b[1] - a[1]));
+}

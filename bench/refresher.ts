@@ -1,0 +1,168 @@
+/**
+ * Workload 3, refresher throughput: N connections due, a sandbox provider answering in D ms,
+ * concurrency C. All N belong to one provider, so `refresh.concurrency` and
+ * `refresh.perProviderConcurrency` are both set to C (the per-provider cap would otherwise be
+ * the limit). The clock is fixed, so every connection is due when the run starts.
+ */
+import { performance } from 'node:perf_hooks';
+import pLimit from 'p-limit';
+import type { BrokerConfig } from '../shared/config.ts';
+import { getProvider } from '../shared/providers/resolve.ts';
+import { nextDueAt } from '../shared/refresh.ts';
+import {
+  ms,
+  percentile,
+  startBenchRuntime,
+  times,
+  type BenchRow,
+  type WorkloadResult,
+} from './harness.ts';
+
+export interface RefresherOptions {
+  config: BrokerConfig;
+  /** A provider of kind quiqup: every renewal is one client-credentials mint. */
+  provider: string;
+  connections: number;
+  concurrency: number;
+  providerDelayMs: number;
+}
+
+/** A fixed instant: everything created below is due at it. */
+const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
+
+export async function benchRefresher(options: RefresherOptions): Promise<WorkloadResult> {
+  const { connections: n, concurrency: c, providerDelayMs } = options;
+  const config: BrokerConfig = {
+    ...options.config,
+    refresh: { ...options.config.refresh, concurrency: c, perProviderConcurrency: c },
+  };
+  const now = () => T0;
+  const runtime = await startBenchRuntime({ config, now });
+  try {
+    runtime.local.sandboxes.quiqup.fault = { type: 'delay', ms: providerDelayMs };
+
+    // Seed with a separate container, so the refresher's own key caches start cold, as in AWS.
+    const seeder = await runtime.container();
+    const provider = getProvider(seeder.broker.providers, options.provider);
+    const tokens = { accessToken: 'due-bench-token', tokenType: 'Bearer', expiresAt: T0 + 60_000 };
+    const dueAt = nextDueAt(provider, tokens);
+    const limit = pLimit(32);
+    const seedStarted = performance.now();
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        limit(() =>
+          seeder.broker.store.create(
+            options.provider,
+            `bench-${String(i).padStart(6, '0')}`,
+            tokens,
+            T0,
+            dueAt,
+          ),
+        ),
+      ),
+    );
+    const seedMs = performance.now() - seedStarted;
+
+    const container = await runtime.container();
+    // Where each renewal's time goes: the two conditional writes of the protocol and the call.
+    const phases = { lease: [] as number[], provider: [] as number[], save: [] as number[] };
+    const store = container.broker.store;
+    store.acquireLease = timed(store.acquireLease.bind(store), phases.lease);
+    store.saveTokens = timed(store.saveTokens.bind(store), phases.save);
+    const resolved = getProvider(container.broker.providers, options.provider);
+    resolved.kind = { ...resolved.kind, mint: timed(resolved.kind.mint!, phases.provider) };
+    const callsBefore = runtime.local.sandboxes.quiqup.callCount('token');
+    const cpuBefore = process.cpuUsage();
+    const started = performance.now();
+    const summary = await container.broker.refresher.run({ remainingMs: () => 60 * 60_000 });
+    const wallMs = performance.now() - started;
+    const cpu = process.cpuUsage(cpuBefore);
+    const providerCalls = runtime.local.sandboxes.quiqup.callCount('token') - callsBefore;
+
+    const idealMs = (n * providerDelayMs) / c;
+    const itemsRead = container.reads.total;
+    const workload = '3 refresher';
+    const rows: BenchRow[] = [
+      {
+        workload,
+        metric: `wall time (N=${n}, ${providerDelayMs} ms provider, C=${c})`,
+        measured: `${ms(wallMs)}`,
+        goal: `≤ 1.3 × ideal ${ms(idealMs)}`,
+        met: wallMs <= 1.3 * idealMs,
+      },
+      { workload, metric: 'wall time / ideal', measured: times(wallMs / idealMs), goal: '≤ 1.30×' },
+      {
+        workload,
+        metric: 'refreshed / failed / skipped of due',
+        measured: `${summary.refreshed} / ${summary.failed} / ${summary.skipped} of ${summary.due}`,
+        goal: `${n} / 0 / 0 of ${n}`,
+        met: summary.refreshed === n && summary.due === n,
+      },
+      {
+        workload,
+        metric: 'items read / due',
+        measured: `${itemsRead} / ${summary.due} (${times(itemsRead / Math.max(1, summary.due))})`,
+        goal: '≤ 1.05×',
+        met: itemsRead <= 1.05 * summary.due,
+      },
+      {
+        workload,
+        metric: 'per renewal p50: lease / provider call / save',
+        measured: [phases.lease, phases.provider, phases.save]
+          .map((list) => ms(percentile(list, 50)))
+          .join(' / '),
+        goal: '',
+      },
+      {
+        workload,
+        metric: 'process CPU during the run / wall',
+        measured: `${ms((cpu.user + cpu.system) / 1000)} (${times((cpu.user + cpu.system) / 1000 / wallMs)})`,
+        goal: '',
+      },
+    ];
+    return {
+      rows,
+      details: {
+        connections: n,
+        concurrency: c,
+        perProviderConcurrency: c,
+        providers: 1,
+        providerDelayMs,
+        seedMs,
+        wallMs,
+        idealMs,
+        ratio: wallMs / idealMs,
+        summary,
+        providerCalls,
+        itemsRead: { total: itemsRead, byCommand: { ...container.reads.items } },
+        requests: { ...container.reads.requests },
+        keyManager: { generated: container.keys.generated, decrypted: container.keys.decrypted },
+        cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 },
+        phaseMs: Object.fromEntries(
+          Object.entries(phases).map(([phase, list]) => [
+            phase,
+            { p50: percentile(list, 50), p99: percentile(list, 99), count: list.length },
+          ]),
+        ),
+      },
+      notes: [],
+    };
+  } finally {
+    await runtime.close();
+  }
+}
+
+/** Wraps an async function to record how long each call takes. */
+function timed<A extends unknown[], R>(
+  run: (...args: A) => Promise<R>,
+  into: number[],
+): (...args: A) => Promise<R> {
+  return async (...args) => {
+    const started = performance.now();
+    try {
+      return await run(...args);
+    } finally {
+      into.push(performance.now() - started);
+    }
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * `npm run bench [-- --only warm,stampede,refresher,cold --connections 10000 …]`: runs the
+ * workloads on the offline runtime's store and sandbox providers, prints one table with the
+ * goals beside the measured figures, and writes bench/results.json (git-ignored: numbers are
+ * machine-specific). A benchmark, not a test: a missed goal is reported, never an exit code.
+ */
+import './quiet-logs.ts'; // first: sets the log level before the broker's logger is built
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem, type as osType, release } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../shared/config.ts';
+import { benchColdStart } from './cold-start.ts';
+import type { BenchRow, WorkloadResult } from './harness.ts';
+import { benchRefresher } from './refresher.ts';
+import { benchStampede } from './stampede.ts';
+import { benchWarmToken } from './warm-token.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string', default: 'warm,stampede,refresher,cold' },
+    fetches: { type: 'string', default: '2000' },
+    warmup: { type: 'string', default: '300' },
+    stampede: { type: 'string', default: '200' },
+    containers: { type: 'string', default: '4' },
+    'provider-ms': { type: 'string', default: '50' },
+    connections: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '21' },
+    out: { type: 'string', default: 'bench/results.json' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+
+const int = (name: keyof typeof args): number => {
+  const value = Number(args[name]);
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`--${name} must be a positive integer`);
+  return value;
+};
+
+const provider = 'quiqup';
+const config = parseConfig({
+  providers: { [provider]: { kind: 'quiqup', environment: 'sandbox' } },
+});
+const options = {
+  fetches: int('fetches'),
+  warmup: int('warmup'),
+  stampede: int('stampede'),
+  containers: int('containers'),
+  providerDelayMs: int('provider-ms'),
+  connections: int('connections'),
+  concurrency: int('concurrency'),
+  runs: int('runs'),
+};
+
+const workloads: Record<string, { title: string; run: () => Promise<WorkloadResult> }> = {
+  warm: {
+    title: `warm token fetch: ${options.fetches} fetches interleaved with GetItem`,
+    run: () =>
+      benchWarmToken({ config, provider, fetches: options.fetches, warmup: options.warmup }),
+  },
+  stampede: {
+    title: `stampede: ${options.stampede} fetches of one expired token over ${options.containers} containers`,
+    run: () =>
+      benchStampede({
+        config,
+        provider,
+        fetches: options.stampede,
+        containers: options.containers,
+        providerDelayMs: options.providerDelayMs,
+        baselineCalls: 20,
+      }),
+  },
+  refresher: {
+    title: `refresher: ${options.connections} due connections, C=${options.concurrency}`,
+    run: () =>
+      benchRefresher({
+        config,
+        provider,
+        connections: options.connections,
+        concurrency: options.concurrency,
+        providerDelayMs: options.providerDelayMs,
+      }),
+  },
+  cold: {
+    title: `cold start: bundles and ${options.runs} fresh imports each`,
+    run: () => benchColdStart({ runs: options.runs }),
+  },
+};
+
+const selected = args.only.split(',').map((name) => name.trim());
+for (const name of selected) {
+  if (!workloads[name]) {
+    throw new Error(`--only: unknown workload "${name}" (${Object.keys(workloads).join(', ')})`);
+  }
+}
+
+const machine = {
+  date: new Date().toISOString(),
+  node: process.version,
+  os: `${osType()} ${release()}`,
+  cpu: cpus()[0]?.model.trim() ?? 'unknown',
+  cores: cpus().length,
+  memoryGb: Math.round(totalmem() / 2 ** 30),
+  /** 1-minute load average before and after: other work on the machine skews every figure. */
+  loadBefore: loadavg()[0]!,
+  loadAfter: 0,
+};
+console.log(
+  `npm run bench — ${machine.date}, Node ${machine.node}, ${machine.cores} × ${machine.cpu}, ${machine.os}, load ${machine.loadBefore.toFixed(2)}\n`,
+);
+
+const rows: BenchRow[] = [];
+const results: Record<string, unknown> = {};
+const notes: string[] = [];
+let crashed = false;
+for (const name of selected) {
+  const workload = workloads[name]!;
+  console.log(`… ${workload.title}`);
+  const started = performance.now();
+  try {
+    const result = await workload.run();
+    rows.push(...result.rows);
+    results[name] = { ...result.details, elapsedMs: performance.now() - started };
+    notes.push(...result.notes);
+  } catch (error) {
+    crashed = true;
+    console.error(`${name} failed:`, error);
+    results[name] = { error: String(error) };
+  }
+}
+
+machine.loadAfter = loadavg()[0]!;
+console.log('\n' + table(rows));
+for (const note of notes) console.log(`\n${note}`);
+const met = rows.filter((row) => row.met === true).length;
+const missed = rows.filter((row) => row.met === false);
+console.log(
+  `\ngoals: ${met} met, ${missed.length} missed${missed.length ? ` (${missed.map((r) => `${r.workload}: ${r.metric}`).join('; ')})` : ''}`,
+);
+
+writeFileSync(
+  args.out,
+  JSON.stringify({ machine, options, rows, results, notes }, null, 2) + '\n',
+  'utf8',
+);
+console.log(
+  `load average (1 min): ${machine.loadBefore.toFixed(2)} before, ${machine.loadAfter.toFixed(2)} after`,
+);
+console.log(`written: ${args.out}`);
+if (crashed) process.exitCode = 1;
+
+/** A Markdown table, so a run can be pasted into the README as it is. */
+function table(list: BenchRow[]): string {
+  const header = ['workload', 'metric', 'measured', 'goal', 'met'];
+  const cells = list.map((row) => [
+    row.workload,
+    row.metric,
+    row.measured,
+    row.goal,
+    row.met === undefined ? '' : row.met ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...cells.map((line) => line[i]!.length)),
+  );
+  const line = (values: string[]) =>
+    `| ${values.map((value, i) => value.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
