@@ -7,8 +7,9 @@ import { tokenRequestSchema, type TokenAnswer } from '../shared/token-service.ts
 import { validateRequest } from '../shared/validate.ts';
 
 /**
- * `token` (Lambda invoke): `{ provider, connectionId?, minValiditySeconds?, forceRefresh? }` →
- * a valid token and its Authorization header, or `{ ok: false, error: { code, message } }`.
+ * `token` (Lambda invoke): `{ provider, connectionId?, minValiditySeconds?, forceRefresh?, sign? }`
+ * → a valid token and its Authorization header (for OAuth 1.0a providers, `sign: { method, url,
+ * body? }` → the signed header for exactly that request), or `{ ok: false, error: { code, message } }`.
  */
 export const handler = middy<unknown, TokenAnswer>()
   .use(injectLambdaContext(logger, { resetKeys: true }))

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
 import { providerKinds } from '../shared/providers/registry.ts';
 import { TestBrowser } from './helpers/browser.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
+import { startOidcProvider, type TestOidcProvider } from './helpers/oidc.ts';
 
 // Complete connect flows over real HTTP: the team's backend creates a connect session through the
 // `connections` function, a browser (a cookie jar following redirects by hand) opens it, consents
@@ -15,6 +17,8 @@ const RETURN_TO = 'http://app.test/integrations/done';
 const APP_HOST = 'app.test';
 
 let local: TestBroker;
+let oidc: TestOidcProvider;
+let dataDir: string | undefined;
 const logs: string[] = [];
 /** Every secret value a flow handled: none may appear in a log line. */
 const secrets = new Set<string>();
@@ -29,16 +33,35 @@ beforeAll(async () => {
     }) as typeof stream.write;
     restoreOutput.push(() => (stream.write = write as typeof stream.write));
   }
+  oidc = await startOidcProvider({ scopes: ['api:read'] });
+  // The oauth2 client's credentials go in the secrets file before the broker reads it.
+  dataDir = mkdtempSync(join(tmpdir(), 'broker-flows-'));
+  const { client_id, client_secret } = oidc.clients.basic;
+  writeFileSync(
+    join(dataDir, 'secrets.json'),
+    JSON.stringify({ acme: { client_id, client_secret } }),
+  );
   local = await startTestBroker({
+    dataDir,
     config: parseConfig({
       allowedReturnTo: ['http://app.test/integrations/'],
       providers: {
         quidkey: { kind: 'quidkey', environment: 'sandbox' },
         quicko: { kind: 'quicko', environment: 'sandbox' },
         quipt: { kind: 'quipt', environment: 'sandbox' },
+        acme: {
+          kind: 'oauth2',
+          authorizationUrl: oidc.authorizationUrl,
+          tokenUrl: oidc.tokenUrl,
+          issuer: oidc.issuer,
+          scopes: ['openid', 'offline_access', 'api:read'],
+          // oidc-provider grants offline_access (a refresh token) only with prompt=consent.
+          authorizationParams: { prompt: 'consent' },
+        },
       },
     }),
   });
+  oidc.allowRedirectUri(`${local.url}/callback/acme`);
   const secretsFile = JSON.parse(
     readFileSync(join(local.dataDir, 'secrets.json'), 'utf8'),
   ) as Record<string, Record<string, string>>;
@@ -51,24 +74,44 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const restore of restoreOutput) restore();
   await local?.close();
+  await oidc?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 type Choice = 'allow' | 'deny';
 
-/** Walks a provider's sandbox consent pages; returns the response that redirects to our callback. */
-type ConsentDriver = (
-  browser: TestBrowser,
-  page: Response,
-  pageUrl: string,
-  choice: Choice,
-) => Promise<Response>;
+/**
+ * Plays the person at the provider, from its consent URL; returns the URL the provider redirects
+ * the browser to (our callback), without fetching it.
+ */
+type ConsentDriver = (browser: TestBrowser, consentUrl: string, choice: Choice) => Promise<string>;
+
+/** Walks a sandbox provider's pages; `decide` submits them and returns the redirecting answer. */
+function sandboxPages(
+  decide: (
+    browser: TestBrowser,
+    page: Response,
+    pageUrl: string,
+    choice: Choice,
+  ) => Promise<Response>,
+): ConsentDriver {
+  return async (browser, consentUrl, choice) => {
+    const { response, url: pageUrl } = await browser.follow(consentUrl);
+    const back = await decide(browser, response!, pageUrl, choice);
+    expect(back.status).toBe(302);
+    return new URL(back.headers.get('location')!, pageUrl).toString();
+  };
+}
 
 const consentDrivers: Record<string, ConsentDriver> = {
-  async quipt(browser, page, pageUrl, choice) {
+  // A real OAuth 2.0 / OIDC server nobody here wrote, on loopback.
+  acme: (browser, consentUrl, choice) =>
+    oidc.consent(consentUrl, browser.jar, { decision: choice === 'allow' ? 'approve' : 'deny' }),
+  quipt: sandboxPages(async (browser, page, pageUrl, choice) => {
     expect(page.status).toBe(200);
     return browser.submitForm(await page.text(), pageUrl, { decision: choice });
-  },
-  async quicko(browser, page, pageUrl, choice) {
+  }),
+  quicko: sandboxPages(async (browser, page, pageUrl, choice) => {
     const otpPage = await page.text();
     const otp = /id="otp">(\d+)</.exec(otpPage)?.[1];
     expect(otp).toBeDefined();
@@ -78,13 +121,14 @@ const consentDrivers: Record<string, ConsentDriver> = {
     return browser.submitForm(consentPage, pageUrl, {
       decision: choice === 'allow' ? 'allow' : 'cancel',
     });
-  },
+  }),
 };
 
 /** Each provider's sandbox API, to prove a token (or signed header) works there. */
 const apiCheck: Record<string, { url: () => string; sign?: true }> = {
   quicko: { url: () => `${local.url}/sandbox/quicko/me` },
   quipt: { url: () => `${local.url}/sandbox/quipt/v2/me`, sign: true },
+  acme: { url: () => `${oidc.issuer}/me` },
 };
 
 /** A token request as a service would send it (OAuth 1.0a providers sign a request). */
@@ -133,15 +177,11 @@ async function startAndConsent(
   expect(start.headers.getSetCookie().join()).toMatch(/HttpOnly/i);
   expect(start.headers.getSetCookie().join()).toMatch(/SameSite=Lax/i);
   const consentUrl = new URL(start.headers.get('location')!, sessionUrl).toString();
-  const { response, url: pageUrl } = await browser.follow(consentUrl);
-  const back = await consentDrivers[provider]!(
+  const callbackUrl = await consentDrivers[provider]!(
     browser,
-    response!,
-    pageUrl,
+    consentUrl,
     options.choice ?? 'allow',
   );
-  expect(back.status).toBe(302);
-  const callbackUrl = new URL(back.headers.get('location')!, pageUrl).toString();
   expect(new URL(callbackUrl).pathname).toBe(`/callback/${provider}`);
   const secretParams = ['state', 'code', 'request_token', 'oauth_token', 'oauth_verifier'];
   for (const [name, value] of new URL(callbackUrl).searchParams) {
@@ -176,7 +216,7 @@ async function rememberTokens(provider: string, connectionId: string): Promise<v
 const userConsentProviders = () =>
   Object.keys(consentDrivers).filter((id) => local.broker.providers.has(id));
 
-describe.each(['quicko', 'quipt'])('connect flow: %s', (provider) => {
+describe.each(['quicko', 'quipt', 'acme'])('connect flow: %s', (provider) => {
   it('connects, lands on returnTo with status=connected, and the token works', async () => {
     const flow = await startAndConsent(provider, 'alice');
     const done = await finish(flow);
@@ -368,7 +408,9 @@ describe('no secret in any log line', () => {
   });
 });
 
-// The kinds this file drives must exist; a driver without its kind would test nothing.
-it('every consent driver here has a registered kind', () => {
-  for (const kind of Object.keys(consentDrivers)) expect(providerKinds[kind]).toBeDefined();
+// Every driver here must drive a configured provider of a registered kind, or it tests nothing.
+it('every consent driver here drives a configured provider of a registered kind', () => {
+  for (const id of Object.keys(consentDrivers)) {
+    expect(providerKinds[local.broker.config.providers[id]!.kind]?.grant).toBe('user_consent');
+  }
 });
