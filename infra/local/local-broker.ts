@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import {
   CreateTableCommand,
+  DescribeTableCommand,
   DynamoDBClient,
   ResourceInUseException,
   waitUntilTableExists,
@@ -123,8 +124,29 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     { client: dynamo, maxWaitTime: 10, minDelay: 0.05, maxDelay: 0.2 },
     { TableName: tableName },
   );
+  // A table kept on disk by an older version lacks the indexes added since (the refresher's `due`
+  // index, say), and dynalite cannot add one to an existing table: say so now, not at a Query.
+  const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: tableName }));
+  const present = new Set(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName));
+  const missing = createTableInput(tableName)
+    .GlobalSecondaryIndexes!.map((index) => index.IndexName!)
+    .filter((name) => !present.has(name));
+  if (missing.length > 0) {
+    dynamo.destroy();
+    await new Promise<void>((done) => store.close(() => done()));
+    const storeDir = join(dataDir, 'dynalite');
+    throw new Error(
+      `The local table "${tableName}" in ${storeDir} was created by an older version of the broker and lacks the index(es) ${missing.join(', ')}. Delete ${storeDir} (the local connections go with it) and start again.`,
+    );
+  }
 
   const functions = { ...localFunctions };
+  // The refresher's timeout as deployed (the stack's refresherTimeoutSeconds: its stop margin plus
+  // four minutes). The Invoke API's default 30 s context lies inside that margin, so a run invoked
+  // by hand would start no renewal at all.
+  const refresherTimeoutMs = Math.min(900, config.refresh.stopBeforeTimeoutSeconds + 240) * 1000;
+  functions.refresher = (event) =>
+    refresherHandler(event, lambdaContext('refresher', refresherTimeoutMs));
   const backgroundRuns = new Set<Promise<unknown>>();
   const trackBackground = (run: Promise<unknown>) => {
     backgroundRuns.add(run);
@@ -171,7 +193,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       ? setInterval(() => {
           if (refresherRunning) return;
           refresherRunning = true;
-          const run = functions.refresher!({}, lambdaContext('refresher', 5 * 60_000))
+          const run = functions.refresher!({}, lambdaContext('refresher', refresherTimeoutMs))
             .catch((error: unknown) =>
               console.error('scheduled refresher run failed:', (error as Error).name),
             )

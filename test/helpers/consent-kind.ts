@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Type } from '@sinclair/typebox';
+import { commonProviderFields } from '../../shared/providers/common.ts';
+import { providerKinds, type AnyProviderKind } from '../../shared/providers/registry.ts';
+import type { TokenSet } from '../../shared/providers/types.ts';
+import type { TestBroker } from './local.ts';
+
+/**
+ * A user-consent provider kind for tests only. The failure policy treats user-consent kinds
+ * differently (a refusal means needs_reauth; a consent running out is flagged ahead of time), and
+ * this lets the refresher tests prove that over real HTTP without depending on a real consent
+ * kind's flow. It cannot mint, as no consent kind can; it renews through the refresh hook of the
+ * sandbox it names (`via`), so that sandbox's faults and refusals apply to it.
+ */
+export const testConsentKind: AnyProviderKind = {
+  kind: 'test-consent',
+  configSchema: Type.Object(
+    {
+      kind: Type.Literal('test-consent'),
+      environment: Type.Literal('sandbox'),
+      via: Type.Union([Type.Literal('quidkey'), Type.Literal('quiqup')]),
+      ...commonProviderFields,
+    },
+    { additionalProperties: false },
+  ),
+  grant: 'user_consent',
+  hosts: {},
+  secretFields: ['client_id', 'client_secret'],
+  refresh: (ctx, current) => {
+    const via = (ctx.config as { via: 'quidkey' | 'quiqup' }).via;
+    const sandboxRoot = ctx.baseUrl.slice(0, ctx.baseUrl.lastIndexOf('/'));
+    return providerKinds[via]!.refresh!({ ...ctx, baseUrl: `${sandboxRoot}/${via}` }, current);
+  },
+};
+
+/**
+ * Registers the test kind (providerKinds is a plain object: config parsing and provider
+ * resolution look kinds up there); the returned function removes it again.
+ */
+export function registerTestConsentKind(): () => void {
+  providerKinds['test-consent'] = testConsentKind;
+  return () => {
+    delete providerKinds['test-consent'];
+  };
+}
+
+/**
+ * Fresh tokens as a person's consent would leave them: an access and a refresh token from the
+ * Quidkey sandbox (its refresh endpoint honours them), with the broker's expiry bookkeeping.
+ */
+export async function consentTokens(local: TestBroker): Promise<TokenSet> {
+  const secrets = JSON.parse(readFileSync(join(local.dataDir, 'secrets.json'), 'utf8')) as Record<
+    string,
+    Record<string, string>
+  >;
+  const response = await fetch(`${local.url}/sandbox/quidkey/api/v1/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'client_credentials', ...secrets.quidkey }),
+  });
+  const { data } = (await response.json()) as {
+    data: { access_token: string; refresh_token: string; expires_in: number };
+  };
+  const now = local.clock.t;
+  return {
+    accessToken: data.access_token,
+    tokenType: 'Bearer',
+    expiresAt: now + data.expires_in * 1000,
+    refreshToken: data.refresh_token,
+    refreshTokenExpiresAt: now + local.sandboxes.quidkey.refreshTokenSeconds * 1000,
+  };
+}
