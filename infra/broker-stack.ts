@@ -30,6 +30,7 @@ import type { Construct } from 'constructs';
 import type { BrokerConfig } from '../shared/config.ts';
 import { eventSource } from '../shared/events.ts';
 import { providerKinds } from '../shared/providers/registry.ts';
+import { refresherTimeoutSeconds } from '../shared/refresher.ts';
 import { dueIndex, providerIndex, tableKey, ttlAttribute } from '../shared/store/table.ts';
 import { BrokerFunction, type BrokerFunctionProps } from './broker-function.ts';
 import { functionAccess, type BrokerFunctionName } from './function-access.ts';
@@ -59,18 +60,6 @@ export interface BrokerStackProps extends StackProps {
 
 /** Stays well inside Lambda's 4 KB for all of a function's environment variables together. */
 const maxConfigEnvBytes = 3072;
-
-/** Lambda's longest timeout. */
-const maxLambdaTimeoutSeconds = 900;
-
-/**
- * The refresher's timeout: the configured stop margin (no new renewal starts that close to the
- * deadline, so in-flight ones can finish) plus four minutes of useful run time; 5 minutes with the
- * default 60 s margin.
- */
-export function refresherTimeoutSeconds(config: BrokerConfig): number {
-  return Math.min(maxLambdaTimeoutSeconds, config.refresh.stopBeforeTimeoutSeconds + 240);
-}
 
 /** Provider ids whose kind has a consent flow (a callback URL to register at the provider). */
 export function consentProviderIds(config: BrokerConfig): string[] {

@@ -7,6 +7,15 @@ import type { Connection } from './store/connection-store.ts';
 import { allDueShards } from './store/table.ts';
 
 /** What one refresher run did; logged and returned. */
+/**
+ * The refresher's Lambda timeout: the configured stop margin (no new renewal starts that close to
+ * the deadline, so in-flight ones can finish) plus four minutes of useful run time; 5 minutes with
+ * the default 60 s margin, at most Lambda's 900 s. The stack and the offline runtime both use it.
+ */
+export function refresherTimeoutSeconds(config: Pick<BrokerConfig, 'refresh'>): number {
+  return Math.min(900, config.refresh.stopBeforeTimeoutSeconds + 240);
+}
+
 export interface RefreshSummary {
   /** Connections found due before the next run (plus each provider's lead). */
   due: number;

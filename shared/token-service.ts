@@ -117,7 +117,9 @@ export class TokenService {
         refreshConnection(this.deps, provider, connectionId, {
           minValidityMs,
           force,
-          ...(stored ? { seenVersion: stored.version } : {}),
+          // The copy just read saves the protocol a second read; its lease write is conditional
+          // on this version, so a stale copy only costs a retry.
+          ...(stored ? { seenVersion: stored.version, initial: stored } : {}),
         }).then((result) => result.connection),
       );
       // Not awaited here: the fallback below is about renewal failing, not about signing.

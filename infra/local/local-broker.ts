@@ -17,6 +17,7 @@ import { handler as connectionsHandler } from '../../functions/connections.ts';
 import { handler as refresherHandler } from '../../functions/refresher.ts';
 import { handler as tokenHandler } from '../../functions/token.ts';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
+import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
 import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
@@ -141,10 +142,9 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   }
 
   const functions = { ...localFunctions };
-  // The refresher's timeout as deployed (the stack's refresherTimeoutSeconds: its stop margin plus
-  // four minutes). The Invoke API's default 30 s context lies inside that margin, so a run invoked
-  // by hand would start no renewal at all.
-  const refresherTimeoutMs = Math.min(900, config.refresh.stopBeforeTimeoutSeconds + 240) * 1000;
+  // The refresher's timeout as deployed. The Invoke API's default 30 s context lies inside its stop
+  // margin, so a run invoked by hand would start no renewal at all.
+  const refresherTimeoutMs = refresherTimeoutSeconds(config) * 1000;
   functions.refresher = (event) =>
     refresherHandler(event, lambdaContext('refresher', refresherTimeoutMs));
   const backgroundRuns = new Set<Promise<unknown>>();

@@ -52,6 +52,8 @@ export async function startTestBroker(
     config: options.config ?? testConfig(),
     now: clock.now,
     http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
+    // Tests run the refresher when they mean to; a real-time schedule would race their clock.
+    refresherIntervalSeconds: 0,
   });
   const lambda = new LambdaClient({
     endpoint: local.url,

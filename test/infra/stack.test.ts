@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { refresherTimeoutSeconds } from '../../infra/broker-stack.ts';
+import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
 import { envelopePurposes, itemPrefixes } from '../../infra/function-access.ts';
 import { localRoutes } from '../../infra/local/local-broker.ts';
 import { refresherSummaryMessage } from '../../infra/monitoring.ts';
