@@ -1,12 +1,7 @@
 import { createHash } from 'node:crypto';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import {
-  DeleteCommand,
-  GetCommand,
-  PutCommand,
-  type DynamoDBDocumentClient,
-} from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
+import { deleteIfExists } from '../store/conditional.ts';
 import { connectFlowPk, connectSessionPk } from '../store/table.ts';
 
 /** SHA-256 (hex) of a bearer value: the table keeps only this, never the value itself. */
@@ -118,7 +113,7 @@ export class FlowStore {
 
   /** Deletes the session if it is still there; false if someone consumed it first. */
   consumeSession(tokenHash: string): Promise<boolean> {
-    return this.deleteOnce(connectSessionPk(tokenHash));
+    return deleteIfExists(this.db, this.tableName, connectSessionPk(tokenHash));
   }
 
   async putFlow(handleHash: string, flow: ConnectFlow): Promise<void> {
@@ -174,28 +169,7 @@ export class FlowStore {
 
   /** Deletes the flow if it is still there; false if it was already consumed (a replay). */
   consumeFlow(handleHash: string): Promise<boolean> {
-    return this.deleteOnce(connectFlowPk(handleHash));
-  }
-
-  private async deleteOnce(pk: string): Promise<boolean> {
-    try {
-      await this.db.send(
-        new DeleteCommand({
-          TableName: this.tableName,
-          Key: { pk },
-          ConditionExpression: 'attribute_exists(pk)',
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === 'ConditionalCheckFailedException'
-      ) {
-        return false;
-      }
-      throw error;
-    }
+    return deleteIfExists(this.db, this.tableName, connectFlowPk(handleHash));
   }
 }
 

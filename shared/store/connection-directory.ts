@@ -1,12 +1,7 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import {
-  DeleteCommand,
-  GetCommand,
-  QueryCommand,
-  type DynamoDBDocumentClient,
-} from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { InvalidRequestError } from '../errors.ts';
 import type { ConnectionError, ConnectionStatus } from './connection-store.ts';
+import { deleteIfExists } from './conditional.ts';
 import { connectionPk, providerIndex } from './table.ts';
 
 /** What callers may know of a connection: status and times, never a token. */
@@ -89,24 +84,7 @@ export class ConnectionDirectory {
 
   /** Removes the connection (and so its only ciphertext); false if there was none. */
   async delete(provider: string, connectionId: string): Promise<boolean> {
-    try {
-      await this.db.send(
-        new DeleteCommand({
-          TableName: this.tableName,
-          Key: { pk: connectionPk(provider, connectionId) },
-          ConditionExpression: 'attribute_exists(pk)',
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === 'ConditionalCheckFailedException'
-      ) {
-        return false;
-      }
-      throw error;
-    }
+    return deleteIfExists(this.db, this.tableName, connectionPk(provider, connectionId));
   }
 }
 

@@ -1,4 +1,3 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   GetCommand,
   PutCommand,
@@ -9,6 +8,7 @@ import {
 import type { Envelope } from '../crypto/envelope.ts';
 import { BrokerError, VersionConflictError } from '../errors.ts';
 import type { TokenSet } from '../providers/types.ts';
+import { isConditionalCheckFailed } from './conditional.ts';
 import { connectionPk, dueIndex, dueShardFor } from './table.ts';
 
 export type ConnectionStatus = 'active' | 'needs_reauth';
@@ -310,12 +310,7 @@ export class ConnectionStore {
     try {
       await this.db.send(command as UpdateCommand);
     } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === 'ConditionalCheckFailedException'
-      ) {
-        throw new VersionConflictError();
-      }
+      if (isConditionalCheckFailed(error)) throw new VersionConflictError();
       throw error;
     }
   }

@@ -1,6 +1,12 @@
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { SandboxProviderBase, sendJson, type SandboxRequest } from './sandbox.ts';
+import {
+  SandboxProviderBase,
+  escapeHtml,
+  sendJson,
+  sendPage,
+  type SandboxRequest,
+} from './sandbox.ts';
 
 /** A person part-way through the sandbox consent app (OTP sent, maybe verified). */
 interface PendingLogin {
@@ -271,20 +277,4 @@ function otpForm(baseUrl: string, loginId: string, login: PendingLogin): string 
 <label>OTP <input name="otp" inputmode="numeric" autocomplete="one-time-code" required></label>
 <button type="submit">Verify</button>
 </form>`;
-}
-
-function sendPage(res: ServerResponse, status: number, title: string, body: string): void {
-  res
-    .writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-    .end(
-      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>` +
-        `<body><h1>${escapeHtml(title)}</h1>${body}</body></html>`,
-    );
-}
-
-function escapeHtml(value: string): string {
-  return value.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
-  );
 }

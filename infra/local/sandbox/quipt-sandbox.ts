@@ -1,6 +1,12 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { SandboxProviderBase, sendJson, type SandboxRequest } from './sandbox.ts';
+import {
+  SandboxProviderBase,
+  escapeHtml,
+  sendJson,
+  sendPage,
+  type SandboxRequest,
+} from './sandbox.ts';
 
 /** Temporary credentials between initiate and token (RFC 5849 §2.1–§2.3). */
 interface PendingAuthorization {
@@ -419,20 +425,4 @@ function sendProblem(res: ServerResponse, problem: Problem, absent?: string): vo
         ...(absent ? { oauth_parameters_absent: absent } : {}),
       }).toString(),
     );
-}
-
-function sendPage(res: ServerResponse, status: number, title: string, body: string): void {
-  res
-    .writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-    .end(
-      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>` +
-        `<body><h1>${escapeHtml(title)}</h1>${body}</body></html>`,
-    );
-}
-
-function escapeHtml(value: string): string {
-  return value.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
-  );
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { escapeHtml } from '../../../shared/http/responses.ts';
 import { SandboxTokens } from './signed-tokens.ts';
 
 /** A misbehaviour to inject into a sandbox provider's token endpoints (tests, demos). */
@@ -98,3 +99,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
     .writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
     .end(JSON.stringify(body));
 }
+
+/** A sandbox provider's HTML page (consent, OTP, authorize): plain forms, no script. */
+export function sendPage(res: ServerResponse, status: number, title: string, body: string): void {
+  res
+    .writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+    .end(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>` +
+        `<body><h1>${escapeHtml(title)}</h1>${body}</body></html>`,
+    );
+}
+
+export { escapeHtml };
