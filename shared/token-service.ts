@@ -51,6 +51,8 @@ export interface AccessTokenAnswer {
   expiresAt: string | null;
   /** The ready-made Authorization header value. */
   authorization: string;
+  /** Every header a call to the provider's API needs: Authorization, plus any the kind adds. */
+  headers: Record<string, string>;
 }
 
 /**
@@ -203,6 +205,8 @@ async function answer(
       authorization: await provider.kind.sign!(provider.context, tokens, sign),
     };
   }
+  const authorization =
+    provider.kind.authorization?.(tokens) ?? `${tokens.tokenType} ${tokens.accessToken}`;
   return {
     ok: true,
     provider: provider.id,
@@ -210,7 +214,10 @@ async function answer(
     tokenType: tokens.tokenType,
     accessToken: tokens.accessToken,
     expiresAt: tokens.expiresAt === undefined ? null : new Date(tokens.expiresAt).toISOString(),
-    authorization:
-      provider.kind.authorization?.(tokens) ?? `${tokens.tokenType} ${tokens.accessToken}`,
+    authorization,
+    headers: {
+      ...(await provider.kind.apiHeaders?.(provider.context)),
+      Authorization: authorization,
+    },
   };
 }

@@ -237,8 +237,11 @@ describe.each(['quicko', 'quipt', 'acme'])('connect flow: %s', (provider) => {
     const token = await local.invoke(tokenRequest(provider, 'alice'));
     expect(token).toMatchObject({ ok: true, provider, connectionId: 'alice' });
     // The sandbox provider's own API accepts what the broker handed out.
+    // Signed answers carry the one header; token answers every header the API needs.
     const accepted = await fetch(api.url(), {
-      headers: { authorization: token.authorization as string },
+      headers: (token.headers as Record<string, string> | undefined) ?? {
+        authorization: token.authorization as string,
+      },
     });
     expect(accepted.status).toBe(200);
     await rememberTokens(provider, 'alice');

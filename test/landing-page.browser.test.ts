@@ -76,7 +76,7 @@ describe.skipIf(!haveChromium)('landing page in a real browser', () => {
     const token = await local.invoke({ provider: 'quicko', connectionId: 'browser-user' });
     expect(token).toMatchObject({ ok: true, provider: 'quicko' });
     const api = await fetch(`${local.url}/sandbox/quicko/me`, {
-      headers: { authorization: token.authorization as string },
+      headers: token.headers as Record<string, string>,
     });
     expect(api.status).toBe(200);
     await page.close();

@@ -105,9 +105,11 @@ async function connect(context = ctx): Promise<TokenSet> {
   });
 }
 
-/** Calls the sandbox's Open API stand-in with this Authorization header. */
-async function openApi(authorization: string): Promise<number> {
-  const response = await fetch(`${local.url}/sandbox/quicko/me`, { headers: { authorization } });
+/** Calls the sandbox's Open API stand-in with this Authorization header and the API key. */
+async function openApi(authorization: string, key?: string): Promise<number> {
+  const response = await fetch(`${local.url}/sandbox/quicko/me`, {
+    headers: { authorization, 'x-api-key': key ?? (await apiKey()) },
+  });
   return response.status;
 }
 
@@ -483,6 +485,17 @@ describe('Quicko through the token function', () => {
       const again = await local.invoke({ provider: 'quicko', connectionId: 'person-1' });
       expect(again.ok).toBe(true);
       expect(await openApi(again.authorization as string)).toBe(200);
+      // The answer's headers are all a service needs: the bare token and Quicko's API key.
+      expect(again.headers).toEqual({
+        Authorization: again.authorization,
+        'x-api-key': await apiKey(),
+        'x-api-version': '1.0',
+      });
+      const api = await fetch(`${local.url}/sandbox/quicko/me`, {
+        headers: again.headers as Record<string, string>,
+      });
+      expect(api.status).toBe(200);
+      expect(await openApi(again.authorization as string, 'another-key')).toBe(401);
       const stored = await local.broker.store.get('quicko', 'person-1');
       expect(stored?.tokens.refreshToken).toBe(tokens.refreshToken);
       return tokens;

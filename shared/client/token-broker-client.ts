@@ -236,6 +236,10 @@ function readTokenAnswer(answer: unknown): BrokerToken {
       accessToken: answer.accessToken,
       expiresAt: answer.expiresAt,
       authorization: answer.authorization,
+      // Older brokers sent no `headers`: the Authorization header is all they knew of.
+      headers: isStringRecord(answer.headers)
+        ? answer.headers
+        : { Authorization: answer.authorization },
     };
   }
   throw unexpectedAnswer();
@@ -247,4 +251,8 @@ function unexpectedAnswer(): TokenBrokerError {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return isRecord(value) && Object.values(value).every((v) => typeof v === 'string');
 }

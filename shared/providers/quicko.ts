@@ -281,4 +281,10 @@ export const quicko: ProviderKind<QuickoConfig> = {
 
   // Quicko's APIs take their tokens bare in Authorization, without "Bearer" (providers.md).
   authorization: (tokens) => tokens.accessToken,
+
+  /** Quicko's APIs want the API key (an identifier, not the secret) and version on every call. */
+  async apiHeaders(ctx) {
+    const secret = await ctx.secret();
+    return { 'x-api-key': secret.api_key!, 'x-api-version': ctx.config.apiVersion ?? '1.0' };
+  },
 };

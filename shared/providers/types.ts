@@ -109,6 +109,11 @@ export interface ProviderKind<C extends { kind: string } = { kind: string }> {
   refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
   /** The Authorization header value for the access token (default `Bearer <token>`). */
   authorization?(tokens: TokenSet): string;
+  /**
+   * Headers besides Authorization that the provider's API wants on every call (Quicko: its
+   * `x-api-key` and `x-api-version`). Identifiers only: never a secret.
+   */
+  apiHeaders?(ctx: ProviderContext<C>): Promise<Record<string, string>>;
 
   // --- user_consent kinds: the browser flow (see docs/architecture.md, "Connect flows") ---
   /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */

@@ -212,7 +212,8 @@ export class QuickoSandbox extends SandboxProviderBase {
       this.now(),
     );
     const apiKey = header(request.headers, 'x-api-key');
-    if (!claims || (apiKey !== undefined && apiKey !== claims.cid)) {
+    // Like Quicko's APIs: the user's token bare, with the API key it was issued to.
+    if (!claims || apiKey !== claims.cid) {
       return sendJson(res, 401, this.envelope(401, { message: 'Unauthorized' }));
     }
     sendJson(
