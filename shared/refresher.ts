@@ -1,8 +1,13 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { BrokerConfig } from './config.ts';
-import { BrokerError, NeedsReauthError, ProviderUnavailableError } from './errors.ts';
+import {
+  BrokerError,
+  NeedsReauthError,
+  ProviderUnavailableError,
+  VersionConflictError,
+} from './errors.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
-import { refreshConnection, type RefreshDeps } from './refresh.ts';
+import { nextDueAt, refreshConnection, type RefreshDeps } from './refresh.ts';
 import type { Connection } from './store/connection-store.ts';
 import { allDueShards } from './store/table.ts';
 
@@ -77,15 +82,21 @@ export class Refresher {
         return;
       }
       try {
-        const { outcome } = await refreshConnection(this.deps, provider, due.connectionId, {
-          // Everything due before the next run: dueAt ≤ until means expiry ≤ until + lead.
-          minValidityMs: until - now() + provider.leadMs,
-          force: false,
-          waitForLease: false,
-          initial: due,
-        });
+        const { outcome, connection } = await refreshConnection(
+          this.deps,
+          provider,
+          due.connectionId,
+          {
+            // Everything due before the next run: dueAt ≤ until means expiry ≤ until + lead.
+            minValidityMs: until - now() + provider.leadMs,
+            force: false,
+            waitForLease: false,
+            initial: due,
+          },
+        );
         if (outcome === 'renewed' || outcome === 'created') summary.refreshed += 1;
         else summary.skipped += 1;
+        if (outcome === 'fresh') await this.rescheduleIfEarly(provider, connection);
         failuresInRow.set(provider.id, 0);
       } catch (error) {
         if (error instanceof NeedsReauthError) {
@@ -149,5 +160,20 @@ export class Refresher {
     summary.durationMs = now() - started;
     logger.info('refresher run', { ...summary });
     return summary;
+  }
+
+  /**
+   * A connection that came up due but was still fresh (a token call's failed renewal set a short
+   * backoff on a token with hours left, or another container renewed it meanwhile): set its due
+   * time from its tokens, so the next runs do not read and skip it again and again.
+   */
+  private async rescheduleIfEarly(provider: ResolvedProvider, connection: Connection) {
+    const dueAt = nextDueAt(provider, connection.tokens);
+    if (dueAt === undefined || connection.dueAt === undefined || dueAt <= connection.dueAt) return;
+    try {
+      await this.deps.store.reschedule(connection, dueAt, this.deps.now());
+    } catch (error) {
+      if (!(error instanceof VersionConflictError)) throw error; // someone wrote since: theirs stands
+    }
   }
 }

@@ -173,6 +173,35 @@ describe('refresher: renews ahead of expiry', () => {
     expect(renewals).toBeGreaterThanOrEqual(25);
   });
 
+  it('a connection due early but still fresh is rescheduled from its tokens, not read again each run', async () => {
+    // As a token call's failed renewal leaves it: a short backoff on a token with hours left.
+    const connection = await createConsentConnection('consent', 'early', {
+      expiresAt: local.clock.t + 3 * 3600_000,
+    });
+    const holder = 'token-call';
+    const leased = await local.broker.store.acquireLease(connection, holder, local.clock.t, 30_000);
+    await local.broker.store.recordFailure(
+      leased,
+      holder,
+      {
+        error: { code: 'provider_unavailable', message: 'down' },
+        needsReauth: false,
+        retryAt: local.clock.t + 60_000,
+      },
+      local.clock.t,
+    );
+    local.clock.advance(120);
+    const calls = local.sandboxes.quidkey.callCount();
+    expect(await runRefresher()).toMatchObject({ due: 1, refreshed: 0, skipped: 1, failed: 0 });
+    const rescheduled = await get('consent', 'early');
+    expect(rescheduled.dueAt).toBe(
+      nextDueAt(local.broker.providers.get('consent')!, rescheduled.tokens),
+    );
+    expect(rescheduled.version).toBe(leased.version + 1); // the failure's write only
+    expect(await runRefresher()).toMatchObject({ due: 0, skipped: 0 });
+    expect(local.sandboxes.quidkey.callCount()).toBe(calls);
+  });
+
   it('invoked by hand through the Invoke API, renews what is due and answers and logs its summary', async () => {
     await local.invoke({ provider: 'quidkey' });
     local.clock.advance(600); // expires within this run's window (5 min) plus its 60 s lead

@@ -284,6 +284,30 @@ export class ConnectionStore {
     };
   }
 
+  /**
+   * Moves a connection's due time without touching its tokens or version (readers of this version
+   * see the same tokens either way). Conditional on the version and on no live lease, so it never
+   * undoes a newer write. VersionConflictError otherwise; callers just move on.
+   */
+  async reschedule(current: Connection, dueAt: number, now: number): Promise<void> {
+    const pk = connectionPk(current.provider, current.connectionId);
+    await this.conditional(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk },
+        UpdateExpression: 'SET dueShard = :shard, dueAt = :dueAt',
+        ConditionExpression:
+          'version = :version AND (attribute_not_exists(leaseHolder) OR leaseExpiresAt < :now)',
+        ExpressionAttributeValues: {
+          ':shard': dueShardFor(pk),
+          ':dueAt': dueAt,
+          ':version': current.version,
+          ':now': now,
+        },
+      }),
+    );
+  }
+
   /** Gives the lease back without writing tokens (someone else had already renewed). */
   async releaseLease(current: Connection, holder: string): Promise<void> {
     try {
