@@ -114,7 +114,10 @@ export async function refreshConnection(
     if (!current) return createConnection(deps, provider, connectionId);
     assertUsable(current);
 
-    const consentEnding = consentRunningOut(provider, current.tokens, now);
+    // Looking as far ahead as the caller does (the refresher: up to its next run), so a consent
+    // that reaches its re-consent lead before then is flagged now, not one run late.
+    const lookAheadMs = Math.max(0, options.minValidityMs - provider.leadMs);
+    const consentEnding = consentRunningOut(provider, current.tokens, now + lookAheadMs);
     const renewedSinceSeen =
       options.seenVersion !== undefined && current.version !== options.seenVersion;
     const decision = decideRenewal(

@@ -1,3 +1,4 @@
+import { nextDueAt } from '../shared/refresh.ts';
 import { randomBytes } from 'node:crypto';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -518,5 +519,30 @@ describe('Quicko through the token function', () => {
     expect(stored?.status).toBe('needs_reauth');
     const second = await local.invoke({ provider: 'quicko', connectionId: 'person-2' });
     expect((second.error as { code: string }).code).toBe('needs_reauth');
+  });
+
+  it('two weeks before the one-year refresh token ends, the refresher asks for consent again', async () => {
+    const tokens = await connect();
+    const provider = local.broker.providers.get('quicko')!;
+    expect(provider.reauthLeadMs).toBe(14 * DAY_MS); // the kind's default
+    // Fresh consent: due ahead of the access token's expiry, long before the consent's end.
+    expect(nextDueAt(provider, tokens)).toBe(tokens.expiresAt! - provider.leadMs);
+    const ending = {
+      ...tokens,
+      refreshTokenExpiresAt: local.clock.t + 14 * DAY_MS + 3 * 60_000, // inside the next run
+    };
+    await local.broker.store.create(
+      'quicko',
+      'person-3',
+      ending,
+      local.clock.t,
+      nextDueAt(provider, ending),
+    );
+    // (Other tests' connections may fall due in the same run; only this one ends its consent.)
+    const summary = await local.broker.refresher.run({ remainingMs: () => 300_000 });
+    expect(summary.needsReauth).toBe(1);
+    const stored = await local.broker.store.get('quicko', 'person-3');
+    expect(stored).toMatchObject({ status: 'needs_reauth', lastError: { code: 'needs_reauth' } });
+    expect(stored?.tokens.accessToken).toBe(tokens.accessToken); // untouched: no provider call
   });
 });

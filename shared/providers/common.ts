@@ -21,7 +21,7 @@ export const commonProviderFields = {
     Type.Integer({
       minimum: 0,
       description:
-        'For kinds without client credentials: turn a connection to needs_reauth this long before its refresh token ends (default 0).',
+        "For kinds without client credentials: turn a connection to needs_reauth this long before its refresh token ends (default: the kind's, e.g. 14 days for quicko; else 0).",
     }),
   ),
   timeoutMs: Type.Optional(

@@ -231,6 +231,9 @@ export const quicko: ProviderKind<QuickoConfig> = {
     test: 'https://test-api.sandbox.co.in',
     quicko: 'https://api.quicko.com',
   },
+  // The refresh token lasts a year and cannot be renewed: ask the person to connect again two
+  // weeks before it ends (the Connection Needs Reauth event is the team's cue).
+  reauthLeadSeconds: 14 * 24 * 3600,
   secretFields: ['api_key', 'api_secret'],
 
   /**

@@ -35,7 +35,7 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
       id,
       kind,
       leadMs: (entry.refreshLeadSeconds ?? wiring.config.refresh.leadSeconds) * 1000,
-      reauthLeadMs: (entry.reauthLeadSeconds ?? 0) * 1000,
+      reauthLeadMs: (entry.reauthLeadSeconds ?? kind.reauthLeadSeconds ?? 0) * 1000,
       context: {
         providerId: id,
         config: entry as never,

@@ -101,6 +101,11 @@ export interface ProviderKind<C extends { kind: string } = { kind: string }> {
   grant: 'client_credentials' | 'user_consent';
   /** Documented hosts by environment name. */
   hosts: Record<string, string>;
+  /**
+   * Default for `reauthLeadSeconds`: how long before a refresh token's known end the connection
+   * turns to needs_reauth, so the person can consent again before anything breaks.
+   */
+  reauthLeadSeconds?: number;
   /** Names of the fields the provider's secret must hold. */
   secretFields: readonly string[];
   /** Obtain a brand-new token set without a person (client credentials). */
