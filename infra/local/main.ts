@@ -23,7 +23,15 @@ Check it with the sandbox API (use the accessToken from the answer):
   curl -s ${local.url}/sandbox/quidkey/api/v1/me -H "Authorization: Bearer <accessToken>"
   curl -s ${local.url}/sandbox/quiqup/me -H "Authorization: Bearer <accessToken>"
 
-Provider calls so far: ${local.url}/sandbox/_stats   Stop with Ctrl-C.
+Connect a user's account (quicko, quipt, any oauth2 provider): open ${local.url}/ and click
+Connect; then fetch that connection's token (OAuth 1.0a providers sign a request):
+  curl -s ${local.url}/2015-03-31/functions/token/invocations \
+    -d '{"provider":"quipt","connectionId":"demo-user","sign":{"method":"GET","url":"${local.url}/sandbox/quipt/v2/me"}}'
+
+The refresher runs every minute here (every refresh.scheduleMinutes in AWS); run it now with
+  curl -s ${local.url}/2015-03-31/functions/refresher/invocations -d '{}'
+Lifecycle events: ${local.url}/local/events   Provider calls so far: ${local.url}/sandbox/_stats
+Stop with Ctrl-C.
 `);
 
 const stop = () => {
