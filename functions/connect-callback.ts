@@ -14,7 +14,8 @@ import { logger } from '../shared/logger.ts';
  * with `status=connected` or `status=error&error=<code>` (or shows a page when there is none).
  */
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
+  .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(pageErrors())
   .handler(async (event) => {
     const connect = getBroker().connect;

@@ -11,7 +11,8 @@ import { logger } from '../shared/logger.ts';
  * flow, binds it to this browser with a cookie and sends the browser to the provider's consent.
  */
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
+  .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(pageErrors())
   .handler(async (event) => {
     const started = await getBroker().connect.startFlow(

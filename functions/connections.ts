@@ -13,6 +13,7 @@ import { invokeErrors } from '../shared/middleware.ts';
  * `delete`. Answers carry status and expiry times, never a token.
  */
 export const handler = middy<unknown, ConnectionsAnswer>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
+  .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(invokeErrors())
   .handler(async (event) => getBroker().connections.handle(parseConnectionsRequest(event)));

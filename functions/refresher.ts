@@ -12,7 +12,8 @@ import type { RefreshSummary } from '../shared/refresher.ts';
  * dead-letter queue and the error alarm see it.
  */
 export const handler = middy<unknown, RefreshSummary, Error, Context>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
+  .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .handler(async (_event, context) =>
     getBroker().refresher.run({ remainingMs: () => context.getRemainingTimeInMillis() }),
   );

@@ -12,7 +12,8 @@ import { validateRequest } from '../shared/validate.ts';
  * body? }` → the signed header for exactly that request), or `{ ok: false, error: { code, message } }`.
  */
 export const handler = middy<unknown, TokenAnswer>()
-  .use(injectLambdaContext(logger, { resetKeys: true }))
+  // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
+  .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(invokeErrors())
   .handler(async (event) =>
     getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event)),

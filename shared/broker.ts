@@ -86,11 +86,13 @@ export function createBroker(deps: BrokerDeps): Broker {
     leaseMs: deps.leaseMs ?? defaultLeaseMs,
     waitMs: deps.waitMs ?? defaultWaitMs,
   };
+  const directory = new ConnectionDirectory(db, deps.tableName);
   const connect = new ConnectService({
     config: deps.config,
     providers,
     flows: new FlowStore(db, deps.tableName, envelope),
     store,
+    directory,
     events,
     logger,
     now,
@@ -105,7 +107,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     connect,
     connections: new ConnectionsApi({
       providers,
-      directory: new ConnectionDirectory(db, deps.tableName),
+      directory,
       connect,
       events,
       logger,

@@ -2,8 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { parseConfig } from '../shared/config.ts';
 import { providerKinds } from '../shared/providers/registry.ts';
+import { connectionPk } from '../shared/store/table.ts';
 import { TestBrowser } from './helpers/browser.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
 import { startOidcProvider, type TestOidcProvider } from './helpers/oidc.ts';
@@ -342,6 +344,32 @@ describe.each(['quicko', 'quipt', 'acme'])('connect flow: %s', (provider) => {
     expect(done.status).toBe(200);
     expect(done.body).toMatch(/Connected/);
     await rememberTokens(provider, 'no-return');
+  });
+});
+
+describe('connect flow over a connection whose tokens cannot be decrypted', () => {
+  it('a new consent replaces them (written at their version, read without decrypting)', async () => {
+    await finish(await startAndConsent('quicko', 'garbled'));
+    const db = DynamoDBDocumentClient.from(local.dynamo);
+    // As an item restored under another key would look: a ciphertext this key cannot open.
+    await db.send(
+      new UpdateCommand({
+        TableName: local.tableName,
+        Key: { pk: connectionPk('quicko', 'garbled') },
+        UpdateExpression: 'SET tokens = :garbage',
+        ExpressionAttributeValues: { ':garbage': 'v1.AAAA.AAAA.AAAA' },
+      }),
+    );
+    expect(await local.invoke({ provider: 'quicko', connectionId: 'garbled' })).toMatchObject({
+      ok: false,
+      error: { code: 'internal_error' },
+    });
+    const done = await finish(await startAndConsent('quicko', 'garbled'));
+    expect(done.location?.searchParams.get('status')).toBe('connected');
+    expect(await local.invoke({ provider: 'quicko', connectionId: 'garbled' })).toMatchObject({
+      ok: true,
+    });
+    await rememberTokens('quicko', 'garbled');
   });
 });
 

@@ -43,6 +43,16 @@ describe('offline runtime: Lambda Invoke API', () => {
     });
   });
 
+  it('refuses invocations from a browser (an Origin header): a web page cannot fetch tokens', async () => {
+    const response = await fetch(`${local.url}/2015-03-31/functions/token/invocations`, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example', 'content-type': 'text/plain' },
+      body: JSON.stringify({ provider: 'quidkey' }),
+    });
+    expect(response.status).toBe(403);
+    expect(await response.text()).not.toMatch(/accessToken/);
+  });
+
   it('takes Event invocations (202) and DryRun (204)', async () => {
     const event = await local.lambda.send(
       new InvokeCommand({

@@ -421,6 +421,24 @@ describe('the token function for an OAuth 1.0a provider', () => {
     expect(me.status).toBe(200);
   });
 
+  it('signs only requests to the provider API: another host, or a look-alike, is refused', async () => {
+    const { id } = await storedConnection();
+    for (const url of [
+      'https://evil.example/v2/me',
+      `${new URL(apiBase).origin}.evil.example/v2/me`,
+      `${new URL(apiBase).origin}/oauth/token`,
+      `http://user@${new URL(apiBase).host}/v2/me`,
+    ]) {
+      const answer = await local.invoke({
+        provider: 'quipt',
+        connectionId: id,
+        sign: { method: 'GET', url },
+      });
+      expect(answer).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
+      expect((answer.error as { message: string }).message).toMatch(/sign\.url/);
+    }
+  });
+
   it('signs a form body', async () => {
     const { id } = await storedConnection();
     const url = `${apiBase}/me`;

@@ -212,6 +212,14 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     }
     const functionName = matchInvokePath(requestUrl.pathname);
     if (functionName && req.method === 'POST') {
+      // The SDK and the CLI never send Origin; a browser does. Any web page could otherwise POST
+      // to this unauthenticated Invoke API (a token fetch, a disconnect) from the developer's
+      // browser.
+      if (req.headers.origin !== undefined) {
+        res.writeHead(403, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: 'The Invoke API refuses browser requests.' }));
+        return;
+      }
       const type = req.headers['x-amz-invocation-type'];
       return invokeFunction(
         functions,

@@ -13,6 +13,7 @@ import { getProvider, type ResolvedProvider } from '../providers/resolve.ts';
 import type { CallbackParams, TokenSet } from '../providers/types.ts';
 import { nextDueAt } from '../refresh.ts';
 import type { Connection, ConnectionStore } from '../store/connection-store.ts';
+import type { ConnectionDirectory } from '../store/connection-directory.ts';
 import { hashOf, type FlowStore } from './flow-store.ts';
 import { assertAllowedReturnTo } from './return-to.ts';
 
@@ -21,6 +22,8 @@ export interface ConnectDeps {
   providers: Map<string, ResolvedProvider>;
   flows: FlowStore;
   store: ConnectionStore;
+  /** Reads items without decrypting (a reconnect over unreadable tokens). */
+  directory: ConnectionDirectory;
   events: EventPublisher;
   logger: BrokerLogger;
   now: () => number;
@@ -117,11 +120,8 @@ export class ConnectService {
     const callbackUrl = this.callbackUrl(provider.id);
     // The provider is asked first: if it fails, the session stays usable for another try.
     const started = await provider.kind.startConsent!(provider.context, { callbackUrl, state });
-    if (!(await this.deps.flows.consumeSession(sessionHash))) {
-      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
-    }
 
-    const handleHash = hashOf(started.callbackHandle ?? state);
+    const handleHash = flowHandleHash(provider.id, started.callbackHandle ?? state);
     const browserToken = randomBytes(32).toString('base64url');
     const flowTtlSeconds = this.deps.config.connect.flowTtlSeconds;
     await this.deps.flows.putFlow(handleHash, {
@@ -134,6 +134,11 @@ export class ConnectService {
       flowSecrets: started.flowSecrets ?? {},
       expiresAt: now + flowTtlSeconds * 1000,
     });
+    // Consumed last: a failure before here leaves the link usable. Of two concurrent starts, the
+    // loser's flow has no cookie in any browser and expires unused.
+    if (!(await this.deps.flows.consumeSession(sessionHash))) {
+      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
+    }
     this.deps.logger.info('connect flow started', {
       provider: provider.id,
       connectionId: session.connectionId,
@@ -167,7 +172,7 @@ export class ConnectService {
     if (!handle) {
       throw new ConnectFlowError('The provider sent this browser back without the flow state.');
     }
-    const handleHash = hashOf(handle);
+    const handleHash = flowHandleHash(provider.id, handle);
     const flow = await this.deps.flows.getFlow(handleHash);
     if (!flow || flow.provider !== provider.id) {
       throw new ConnectFlowError('This connection attempt is unknown or was already completed.');
@@ -230,13 +235,9 @@ export class ConnectService {
     tokens: TokenSet,
   ): Promise<Connection> {
     const dueAt = nextDueAt(provider, tokens);
-    for (;;) {
+    for (let attempt = 1; ; attempt += 1) {
       const now = this.deps.now();
-      const existing = await this.deps.store.get(provider.id, connectionId).catch((error) => {
-        // Tokens we cannot decrypt are being replaced anyway; any other failure is real.
-        if (error instanceof BrokerError && error.code === 'internal_error') return undefined;
-        throw error;
-      });
+      const existing = await this.currentForReplace(provider.id, connectionId, now);
       try {
         const connection = existing
           ? await this.deps.store.saveTokens(existing, tokens, now, {
@@ -252,9 +253,43 @@ export class ConnectService {
         });
         return connection;
       } catch (error) {
-        if (!(error instanceof VersionConflictError)) throw error;
         // A refresh or another flow wrote meanwhile: these tokens are newer consent; write again.
+        if (!(error instanceof VersionConflictError) || attempt >= STORE_ATTEMPTS) throw error;
       }
+    }
+  }
+
+  /**
+   * The connection to write the new consent over. Tokens that cannot be decrypted (an item
+   * restored under another key, say) are replaced by this consent: the write goes over them at
+   * their version, read without decrypting.
+   */
+  private async currentForReplace(
+    provider: string,
+    connectionId: string,
+    now: number,
+  ): Promise<Connection | undefined> {
+    try {
+      return await this.deps.store.get(provider, connectionId);
+    } catch (error) {
+      if (!(error instanceof BrokerError && error.code === 'internal_error')) throw error;
+      const version = await this.deps.directory.versionOf(provider, connectionId);
+      if (version === undefined) return undefined;
+      this.deps.logger.warn('replacing unreadable tokens with a new consent', {
+        provider,
+        connectionId,
+      });
+      const unreadable = { accessToken: '', tokenType: '' };
+      return {
+        provider,
+        connectionId,
+        version,
+        status: 'active',
+        tokens: unreadable,
+        createdAt: now,
+        updatedAt: now,
+        refreshFailures: 0,
+      };
     }
   }
 
@@ -282,6 +317,17 @@ export class ConnectService {
     }
     return base.replace(/\/+$/, '');
   }
+}
+
+/** Writes of a consented connection that lose to concurrent writers before giving up. */
+const STORE_ATTEMPTS = 5;
+
+/**
+ * The flow's key: the handle's hash, scoped to the provider, so a handle a provider chose (an
+ * OAuth 1.0a request token) can never meet another provider's flow.
+ */
+function flowHandleHash(provider: string, handle: string): string {
+  return hashOf(`${provider}\n${handle}`);
 }
 
 /** Per-flow cookie name (from the flow's hash), so two flows in one browser do not collide. */

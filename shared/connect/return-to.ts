@@ -1,25 +1,9 @@
 import { InvalidRequestError } from '../errors.ts';
+import { isUnderUrlPrefix } from '../url-prefix.ts';
 
-/**
- * Whether `returnTo` falls under one of the allowed prefixes. Compared as parsed URLs, not as
- * strings: the origin must be identical (so `https://app.example.com.evil.net` never matches
- * `https://app.example.com`) and the path must be the prefix's path or below it.
- */
+/** Whether `returnTo` falls under one of the allowed prefixes (see isUnderUrlPrefix). */
 export function isAllowedReturnTo(returnTo: string, allowed: readonly string[]): boolean {
-  let target: URL;
-  try {
-    target = new URL(returnTo);
-  } catch {
-    return false;
-  }
-  if (target.protocol !== 'https:' && target.protocol !== 'http:') return false;
-  if (target.username || target.password) return false;
-  return allowed.some((prefix) => {
-    const base = new URL(prefix);
-    if (base.origin !== target.origin) return false;
-    const basePath = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
-    return target.pathname === base.pathname || target.pathname.startsWith(basePath);
-  });
+  return isUnderUrlPrefix(returnTo, allowed);
 }
 
 export function assertAllowedReturnTo(returnTo: string, allowed: readonly string[]): void {

@@ -6,6 +6,7 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../errors.ts';
+import { isUnderUrlPrefix } from '../url-prefix.ts';
 import { commonProviderFields } from './common.ts';
 import type { ProviderResponse } from './http.ts';
 import { oauth1Authorization, readOAuthForm, type OAuth1Credentials } from './oauth1.ts';
@@ -184,6 +185,13 @@ export const quipt: ProviderKind<QuiptConfig> = {
   sign: async (ctx, tokens, request) => {
     if (!tokens.tokenSecret) {
       throw new NeedsReauthError(`The ${ctx.providerId} connection holds no token secret.`);
+    }
+    // Only requests to the provider's own API: a signed header for another host would hand that
+    // host a replayable credential (and over http, to anyone on the path).
+    if (!isUnderUrlPrefix(request.url, [quiptApiBaseUrl(ctx)])) {
+      throw new InvalidRequestError(
+        `Invalid request: sign.url: not under the ${ctx.providerId} API (${quiptApiBaseUrl(ctx)}; apiBaseUrl in broker.config.json).`,
+      );
     }
     return oauth1Authorization(
       request,

@@ -64,6 +64,19 @@ export class ConnectionDirectory {
     return out.Item ? toSummary(out.Item as SummaryItem) : undefined;
   }
 
+  /** The item's version, read without its tokens; undefined when there is no such connection. */
+  async versionOf(provider: string, connectionId: string): Promise<number | undefined> {
+    const out = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: connectionPk(provider, connectionId) },
+        ProjectionExpression: 'version',
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Item as { version?: number } | undefined)?.version;
+  }
+
   async list(provider: string, options: { limit?: number; cursor?: string }): Promise<SummaryPage> {
     const out = await this.db.send(
       new QueryCommand({
