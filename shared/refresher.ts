@@ -8,7 +8,12 @@ import {
 } from './errors.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
 import { nextDueAt, refreshConnection, type RefreshDeps } from './refresh.ts';
-import type { Connection } from './store/connection-store.ts';
+import { publishSafely } from './events.ts';
+import {
+  unreadableTokensError,
+  type Connection,
+  type UnreadableDue,
+} from './store/connection-store.ts';
 import { allDueShards } from './store/table.ts';
 
 /** What one refresher run did; logged and returned. */
@@ -42,6 +47,8 @@ export interface RefresherDeps extends RefreshDeps {
 export const PROVIDER_FAILURE_LIMIT = 5;
 /** Due items read per query page. */
 const PAGE_SIZE = 100;
+/** How far a connection whose tokens cannot be decrypted is set back (a person must look). */
+export const UNREADABLE_POSTPONE_MS = 3600_000;
 
 /**
  * The scheduled refresher: finds what falls due before the next run in the due index (Query per
@@ -128,6 +135,11 @@ export class Refresher {
             ...(page ? { page } : {}),
           });
           page = result.nextPage;
+          for (const unreadable of result.unreadable) {
+            summary.due += 1;
+            summary.failed += 1;
+            await this.setAsideUnreadable(unreadable);
+          }
           for (const due of result.connections) {
             summary.due += 1;
             const provider = providers.get(due.provider);
@@ -160,6 +172,49 @@ export class Refresher {
     summary.durationMs = now() - started;
     logger.info('refresher run', { ...summary });
     return summary;
+  }
+
+  /**
+   * A due connection whose stored tokens cannot be decrypted: no renewal can succeed until a
+   * person restores the key or the connection is reconnected. Log it (ids and the error's name
+   * only), move its due time an hour out so it stops heading its shard, and say so in an event.
+   */
+  private async setAsideUnreadable(item: UnreadableDue): Promise<void> {
+    const { store, events, logger, now } = this.deps;
+    const { provider, connectionId, version } = item;
+    logger.error('stored tokens could not be decrypted', {
+      provider,
+      connectionId,
+      error: item.errorName,
+    });
+    const at = now();
+    try {
+      await store.postponeUnreadable(
+        provider,
+        connectionId,
+        version,
+        at + UNREADABLE_POSTPONE_MS,
+        at,
+      );
+    } catch (error) {
+      // A newer write (a reconnect) stands; anything else is logged, and the next run tries again.
+      if (error instanceof VersionConflictError) return;
+      logger.error('setting aside an unreadable connection failed', {
+        provider,
+        connectionId,
+        error: (error as Error).name,
+      });
+      return;
+    }
+    await publishSafely(events, logger, {
+      type: 'Connection Refresh Failed',
+      provider,
+      connectionId,
+      status: item.status,
+      code: unreadableTokensError.code,
+      reason: unreadableTokensError.message,
+      at,
+    });
   }
 
   /**

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import type { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import dynalite from 'dynalite';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
@@ -11,7 +12,7 @@ import type { TokenSet } from '../shared/providers/types.ts';
 import { nextDueAt } from '../shared/refresh.ts';
 import { PROVIDER_FAILURE_LIMIT, type RefreshSummary } from '../shared/refresher.ts';
 import type { Connection } from '../shared/store/connection-store.ts';
-import { allDueShards, createTableInput, dueIndex } from '../shared/store/table.ts';
+import { allDueShards, connectionPk, createTableInput, dueIndex } from '../shared/store/table.ts';
 import { consentTokens, registerTestConsentKind } from './helpers/consent-kind.ts';
 import { startContainer, type Container } from './helpers/containers.ts';
 import { captureOutput, startTestBroker, type TestBroker } from './helpers/local.ts';
@@ -361,6 +362,63 @@ describe('refresher: failure policy', () => {
     expect(local.sandboxes.quidkey.callCount('refresh')).toBe(refreshes + 1);
   });
 
+  it('user consent refused for a reason other than the grant (our client secret, a 403) → stays active with a backoff, not needs_reauth', async () => {
+    const gina = await createConsentConnection('consent-q', 'gina');
+    const hugo = await createConsentConnection('consent', 'hugo');
+    local.clock.advance(700); // both due
+    // Quidkey's refresh carries no client credentials, so the refusals are injected as the
+    // providers send them: Quiqup's answer to a rotated client secret, and a quota/WAF 403.
+    local.sandboxes.quiqup.fault = {
+      type: 'status',
+      status: 401,
+      body: '{"error":"invalid_client","error_description":"Client authentication failed"}',
+    };
+    local.sandboxes.quidkey.fault = {
+      type: 'status',
+      status: 403,
+      body: '{"success":false,"error":{"code":"FORBIDDEN","message":"Quota exceeded"}}',
+    };
+
+    expect(await runRefresher()).toMatchObject({ due: 2, refreshed: 0, failed: 2, needsReauth: 0 });
+
+    const events = await servedEvents();
+    for (const [provider, connectionId, before] of [
+      ['consent-q', 'gina', gina],
+      ['consent', 'hugo', hugo],
+    ] as const) {
+      const stored = await get(provider, connectionId);
+      expect(stored).toMatchObject({
+        status: 'active', // reconnecting would not fix it
+        refreshFailures: 1,
+        lastError: { code: 'provider_rejected' },
+      });
+      expect(stored.tokens).toEqual(before.tokens);
+      expect(stored.dueAt! - local.clock.t).toBeGreaterThanOrEqual(30_000);
+      expect(stored.dueAt! - local.clock.t).toBeLessThanOrEqual(60_000);
+      expect(await dueIndexHolds(provider, connectionId)).toBe(true);
+      expect(events).toContainEqual(
+        expect.objectContaining({
+          type: 'Connection Refresh Failed',
+          provider,
+          connectionId,
+          status: 'active',
+          code: 'provider_rejected',
+        }),
+      );
+    }
+    expect(events.map((event) => event.type)).not.toContain('Connection Needs Reauth');
+    expect(
+      await local.invoke({ provider: 'consent', connectionId: 'hugo', minValiditySeconds: 0 }),
+    ).toMatchObject({ ok: true, accessToken: hugo.tokens.accessToken });
+
+    // Once the provider accepts us again, the next run after the backoff renews it.
+    local.sandboxes.quidkey.fault = undefined;
+    local.sandboxes.quiqup.fault = undefined;
+    local.clock.advance(60);
+    expect(await runRefresher()).toMatchObject({ refreshed: 1, needsReauth: 0 });
+    expect(await get('consent', 'hugo')).toMatchObject({ status: 'active', refreshFailures: 0 });
+  });
+
   it('user consent, transient failure → stays active and due again after the backoff', async () => {
     await createConsentConnection('consent', 'dana');
     local.clock.advance(700);
@@ -396,6 +454,76 @@ describe('refresher: failure policy', () => {
       connectionId: 'erin',
       code: 'needs_reauth',
     });
+  });
+
+  it('a due connection whose tokens cannot be decrypted fails alone: the others are renewed, the run resolves, it is set aside an hour', async () => {
+    await createConsentConnection('consent', 'unreadable');
+    const good = await createConsentConnection('consent', 'good');
+    // Its tokens no longer decrypt (as if restored under another key): another item's ciphertext.
+    const db = DynamoDBDocumentClient.from(local.dynamo);
+    const raw = async (connectionId: string) =>
+      (
+        await db.send(
+          new GetCommand({
+            TableName: local.tableName,
+            Key: { pk: connectionPk('consent', connectionId) },
+            ConsistentRead: true,
+          }),
+        )
+      ).Item!;
+    const foreign = (await raw('good')).tokens as string;
+    await db.send(
+      new UpdateCommand({
+        TableName: local.tableName,
+        Key: { pk: connectionPk('consent', 'unreadable') },
+        UpdateExpression: 'SET tokens = :t',
+        ExpressionAttributeValues: { ':t': foreign },
+      }),
+    );
+    const before = await raw('unreadable');
+    local.clock.advance(700); // both due
+
+    const { result, output } = await captureOutput(() => runRefresher());
+
+    expect(result).toEqual({
+      due: 2,
+      refreshed: 1,
+      failed: 1,
+      needsReauth: 0,
+      skipped: 0,
+      durationMs: expect.any(Number),
+    });
+    const renewed = await get('consent', 'good');
+    expect(renewed.tokens.accessToken).not.toBe(good.tokens.accessToken);
+    const setAside = await raw('unreadable');
+    expect(setAside).toMatchObject({
+      status: 'active',
+      version: before.version, // tokens untouched: no version bump
+      tokens: foreign,
+      dueAt: local.clock.t + 3600_000,
+      lastError: {
+        code: 'internal_error',
+        message: 'The stored tokens could not be decrypted.',
+        at: local.clock.t,
+      },
+    });
+    expect(output).toMatch(
+      /"message":"stored tokens could not be decrypted".*"connectionId":"unreadable"/,
+    );
+    expect(output).not.toContain(foreign);
+    expect((await servedEvents())[0]).toMatchObject({
+      type: 'Connection Refresh Failed',
+      provider: 'consent',
+      connectionId: 'unreadable',
+      status: 'active',
+      code: 'internal_error',
+    });
+
+    // No longer heads its shard: the next run does not read it; an hour on, it is tried again.
+    expect(await runRefresher()).toMatchObject({ due: 0, failed: 0 });
+    local.clock.advance(3600);
+    expect(await runRefresher()).toMatchObject({ failed: 1 });
+    expect((await raw('unreadable')).dueAt).toBe(local.clock.t + 3600_000);
   });
 });
 

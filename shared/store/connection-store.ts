@@ -63,8 +63,25 @@ interface ConnectionItem {
   leaseExpiresAt?: number;
 }
 
+/**
+ * A due item whose tokens could not be decrypted (restored under another key, corrupted, key
+ * access denied): only its keys, so the refresher can set it aside instead of failing its run.
+ */
+export interface UnreadableDue {
+  provider: string;
+  connectionId: string;
+  status: ConnectionStatus;
+  version: number;
+  dueAt: number;
+  /** The decrypt error's name (e.g. AccessDeniedException); never its message or the ciphertext. */
+  errorName: string;
+}
+
 export interface DuePage {
+  /** Soonest first. */
   connections: Connection[];
+  /** Items of this page that could not be decrypted; `connections` holds the others. */
+  unreadable: UnreadableDue[];
   /** Pass back to read the next page; absent after the last one. */
   nextPage?: Record<string, unknown>;
 }
@@ -77,6 +94,12 @@ export interface FailureRecord {
   /** When the refresher should try again (epoch ms); ignored with needsReauth. */
   retryAt?: number;
 }
+
+/** What a connection whose stored tokens cannot be decrypted records as its last error. */
+export const unreadableTokensError = {
+  code: 'internal_error',
+  message: 'The stored tokens could not be decrypted.',
+} as const;
 
 /** Binds a tokens ciphertext to its connection: copied onto another item, it will not decrypt. */
 export function tokensContext(provider: string, connectionId: string) {
@@ -126,11 +149,61 @@ export class ConnectionStore {
         ...(options.page ? { ExclusiveStartKey: options.page } : {}),
       }),
     );
-    // A ciphertext that cannot be decrypted surfaces when the refresher renews that connection.
-    const connections = await Promise.all(
-      (out.Items ?? []).map((item) => this.fromItem(item as ConnectionItem)),
+    // Each item on its own: one that cannot be decrypted heads its shard (the oldest dueAt), so
+    // failing the page for it would fail every run and starve the whole shard.
+    const items = (out.Items ?? []) as ConnectionItem[];
+    const settled = await Promise.allSettled(items.map((item) => this.fromItem(item)));
+    const connections: Connection[] = [];
+    const unreadable: UnreadableDue[] = [];
+    settled.forEach((result, i) => {
+      if (result.status === 'fulfilled') {
+        connections.push(result.value);
+        return;
+      }
+      const item = items[i]!;
+      const error = result.reason as Error;
+      unreadable.push({
+        provider: item.provider,
+        connectionId: item.connectionId,
+        status: item.status,
+        version: item.version,
+        dueAt: item.dueAt!, // every item of the due index has one
+        errorName: ((error.cause as Error | undefined) ?? error).name,
+      });
+    });
+    return {
+      connections,
+      unreadable,
+      ...(out.LastEvaluatedKey ? { nextPage: out.LastEvaluatedKey } : {}),
+    };
+  }
+
+  /**
+   * Sets aside a due item whose tokens cannot be decrypted: moves its due time to `dueAt` and
+   * records why, without reading its tokens, so it no longer heads its shard on every run. No
+   * version bump: its tokens are unchanged. Conditional on the version read, so a newer write
+   * (a reconnect with new tokens) stands; VersionConflictError otherwise.
+   */
+  async postponeUnreadable(
+    provider: string,
+    connectionId: string,
+    version: number,
+    dueAt: number,
+    now: number,
+  ): Promise<void> {
+    await this.conditional(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { pk: connectionPk(provider, connectionId) },
+        UpdateExpression: 'SET dueAt = :dueAt, lastError = :lastError',
+        ConditionExpression: 'version = :version',
+        ExpressionAttributeValues: {
+          ':dueAt': dueAt,
+          ':lastError': { ...unreadableTokensError, at: now },
+          ':version': version,
+        },
+      }),
     );
-    return { connections, ...(out.LastEvaluatedKey ? { nextPage: out.LastEvaluatedKey } : {}) };
   }
 
   /** Creates a connection; VersionConflictError if one already exists. */
