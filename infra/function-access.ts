@@ -47,12 +47,14 @@ const { connectionTokens, connectFlow, providerCache: cachePurpose } = envelopeP
 const both: readonly EnvelopeAction[] = ['kms:GenerateDataKey', 'kms:Decrypt'];
 
 /**
- * A provider kind's steps may use the provider-wide sealed cache (get, put, delete; Quicko keeps
- * its API-user token there), so every function that calls provider steps gets it.
+ * A provider kind's exchange and refresh steps may use the provider-wide sealed cache (Quicko
+ * keeps its API-user token there), so every function that runs them gets it. Get and put only:
+ * nothing deletes an entry (the table's TTL does). No kind's `startConsent` uses it, so
+ * connect-start has none.
  */
 const providerStepCache = {
   items: {
-    [providerCache]: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+    [providerCache]: ['dynamodb:GetItem', 'dynamodb:PutItem'],
   } as Partial<Record<string, readonly TableItemAction[]>>,
   envelope: { [cachePurpose]: both },
 };
@@ -84,15 +86,14 @@ export const functionAccess: Record<BrokerFunctionName, FunctionAccess> = {
     publishesEvents: true,
   },
   // Checks and consumes the session, asks the provider to start (OAuth 1.0a request token), and
-  // records the flow with its secrets sealed (wrap only).
+  // records the flow with its secrets sealed (wrap only). No startConsent reads the sealed cache.
   'connect-start': {
     items: {
       [session]: ['dynamodb:GetItem', 'dynamodb:DeleteItem'],
       [flow]: ['dynamodb:PutItem'],
-      ...providerStepCache.items,
     },
     queries: [],
-    envelope: { [connectFlow]: ['kms:GenerateDataKey'], ...providerStepCache.envelope },
+    envelope: { [connectFlow]: ['kms:GenerateDataKey'] },
     secrets: 'user_consent',
     publishesEvents: false,
   },
