@@ -50,14 +50,36 @@ export class ProviderRejectedError extends BrokerError {
   /** The OAuth `error` value or the provider's own error code, when it sent one. */
   readonly providerCode: string | undefined;
   readonly status: number | undefined;
+  /**
+   * The provider refused this connection's grant — refresh token invalid, expired or revoked;
+   * reconnecting is the fix. Set only by a kind that can tell (OAuth `invalid_grant` on a
+   * refresh); any other refusal (our client credentials, a quota, a wrong URL) leaves it unset.
+   */
+  readonly grantRefused: boolean | undefined;
   constructor(
     message: string,
-    details: { providerCode?: string; status?: number; cause?: unknown } = {},
+    details: {
+      providerCode?: string;
+      status?: number;
+      grantRefused?: boolean;
+      cause?: unknown;
+    } = {},
   ) {
     super('provider_rejected', message, { cause: details.cause });
     this.providerCode = details.providerCode;
     this.status = details.status;
+    this.grantRefused = details.grantRefused;
   }
+}
+
+/** The same refusal, marked as the provider refusing the connection's grant (`grantRefused`). */
+export function asGrantRefused(error: ProviderRejectedError): ProviderRejectedError {
+  return new ProviderRejectedError(error.message, {
+    providerCode: error.providerCode,
+    status: error.status,
+    grantRefused: true,
+    cause: error.cause,
+  });
 }
 
 /** Timeout, network failure, 5xx, 429 or a body we cannot read: worth another try later. */

@@ -247,9 +247,11 @@ export async function renewTokens(
 
 /**
  * The failure policy. Transient failures (timeouts, 5xx, 429, garbage) and refusals a person
- * cannot fix (a client-credentials mint refused) keep the connection active and due again after
- * a backoff; a permanent refusal for a user-consented connection marks it needs_reauth and takes
- * it out of the due index. The stored tokens are never touched.
+ * cannot fix (a client-credentials mint refused; for any kind, our client credentials, a quota
+ * or a wrong URL refused) keep the connection active and due again after a backoff. Only a
+ * user-consented connection whose grant is gone (the kind marked the refusal `grantRefused`, or
+ * it cannot be renewed without the user) is marked needs_reauth and taken out of the due index.
+ * The stored tokens are never touched.
  */
 async function recordRenewalFailure(
   deps: RefreshDeps,
@@ -258,8 +260,10 @@ async function recordRenewalFailure(
   holder: string,
   error: unknown,
 ): Promise<'recorded' | 'needs_reauth' | 'superseded'> {
-  const permanent = error instanceof ProviderRejectedError || error instanceof NeedsReauthError;
-  const needsReauth = permanent && provider.kind.grant === 'user_consent';
+  const needsReauth =
+    provider.kind.grant === 'user_consent' &&
+    (error instanceof NeedsReauthError ||
+      (error instanceof ProviderRejectedError && error.grantRefused === true));
   const publicError = toPublicError(error);
   deps.logger.warn('renewal failed', {
     provider: provider.id,

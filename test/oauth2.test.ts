@@ -28,9 +28,13 @@ import { startOidcProvider, type TestOidcProvider } from './helpers/oidc.ts';
 let oidc: TestOidcProvider;
 let local: TestBroker;
 let dataDir: string;
-/** A token endpoint that misbehaves on demand: slow, 503, garbage, or no refresh token. */
+/**
+ * A token endpoint that misbehaves on demand: slow, 503, garbage, no refresh token, or a rotated
+ * refresh token without the required token_type.
+ */
 let faulty: Server;
-let faultyMode: 'slow' | 'unavailable' | 'garbage' | 'no-refresh-token' = 'unavailable';
+let faultyMode: 'slow' | 'unavailable' | 'garbage' | 'no-refresh-token' | 'no-token-type' =
+  'unavailable';
 let lastTokenRequest: { authorization?: string; body: Record<string, string> } | undefined;
 
 const HOUR_MS = 3600 * 1000;
@@ -51,6 +55,11 @@ beforeAll(async () => {
     }
     res.setHeader('content-type', 'application/json');
     if (faultyMode === 'garbage') return void res.end('{"token_type":"bearer"}');
+    if (faultyMode === 'no-token-type') {
+      return void res.end(
+        JSON.stringify({ access_token: 'fresh-access', refresh_token: 'rotated', expires_in: 60 }),
+      );
+    }
     res.end(JSON.stringify({ access_token: 'fresh-access', token_type: 'bearer', expires_in: 60 }));
   });
   await new Promise<void>((resolve) => faulty.listen(0, '127.0.0.1', resolve));
@@ -244,10 +253,26 @@ describe('oauth2 consent against oidc-provider', () => {
 
     // Rotation: the consumed refresh token is refused on reuse (and oidc-provider revokes the
     // grant, so the newest one goes with it).
+    // invalid_grant on a refresh refuses the connection's grant: reconnecting is the fix.
     const reuse = await refresh('acme', tokens).catch((error: unknown) => error);
     expect(reuse).toBeInstanceOf(ProviderRejectedError);
-    expect(reuse).toMatchObject({ providerCode: 'invalid_grant', status: 400 });
-    await expect(refresh('acme', renewed)).rejects.toMatchObject({ providerCode: 'invalid_grant' });
+    expect(reuse).toMatchObject({ providerCode: 'invalid_grant', status: 400, grantRefused: true });
+    await expect(refresh('acme', renewed)).rejects.toMatchObject({
+      providerCode: 'invalid_grant',
+      grantRefused: true,
+    });
+  });
+
+  it('a refresh refused for our client secret (invalid_client) does not mark the grant refused', async () => {
+    const { complete } = await consent('acme');
+    const tokens = await complete({});
+    // Same client id, a secret the server no longer accepts (rotated there, not here).
+    const error = await refresh('acme-wrong-secret', tokens).catch((error: unknown) => error);
+    expect(error).toBeInstanceOf(ProviderRejectedError);
+    expect(error).toMatchObject({ providerCode: 'invalid_client', status: 401 });
+    expect((error as ProviderRejectedError).grantRefused).toBeUndefined();
+    // The grant itself is intact: the right secret still refreshes it.
+    expect((await refresh('acme', tokens)).accessToken).toBeTruthy();
   });
 
   it('refuses the same code twice', async () => {
@@ -436,6 +461,17 @@ describe('oauth2 failures of the token endpoint', () => {
         client_id: 'id:with space',
         client_secret: 's3cret/+=',
       },
+    });
+  });
+
+  it('a 2xx answer without token_type is read as Bearer, so a rotated refresh token is kept', async () => {
+    faultyMode = 'no-token-type';
+    const current: TokenSet = { accessToken: 'a', tokenType: 'Bearer', refreshToken: 'r' };
+    expect(await refresh('faulty', current)).toEqual({
+      accessToken: 'fresh-access',
+      tokenType: 'Bearer',
+      expiresAt: local.clock.now() + 60_000,
+      refreshToken: 'rotated',
     });
   });
 

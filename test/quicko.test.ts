@@ -373,6 +373,8 @@ describe('Quicko API-user token', () => {
     }).catch((e) => e);
     expect(error).toBeInstanceOf(ProviderRejectedError);
     expect((error as ProviderRejectedError).status).toBe(401);
+    // Our api_secret, not the person's grant: reconnecting would not fix it.
+    expect((error as ProviderRejectedError).grantRefused).toBeUndefined();
     expect((error as Error).message).toContain('quicko authenticate');
     expect((error as Error).message).not.toContain('wrong-secret');
   });
@@ -401,8 +403,22 @@ describe('Quicko refresh', () => {
     const error = await quicko.kind.refresh!(quicko.context, forged).catch((e) => e);
     expect(error).toBeInstanceOf(ProviderRejectedError);
     expect((error as ProviderRejectedError).code).toBe('provider_rejected');
+    expect((error as ProviderRejectedError).grantRefused).toBe(true);
     expect((error as Error).message).not.toContain(forged.refreshToken);
     expect(sandbox().callCount('authenticate')).toBe(authenticate + 1);
+  });
+
+  it('with a fresh API-user token, a 403 refuses the refresh token at once: grantRefused', async () => {
+    const tokens = await connect();
+    const forged = { ...tokens, refreshToken: forge(tokens.refreshToken!) };
+    await ctx.sealedCache.delete('api-user-token');
+    const authenticate = sandbox().callCount('authenticate');
+    const authorize = sandbox().callCount('authorize');
+    const error = await quicko.kind.refresh!(quicko.context, forged).catch((e) => e);
+    expect(error).toBeInstanceOf(ProviderRejectedError);
+    expect(error).toMatchObject({ status: 403, grantRefused: true });
+    expect(sandbox().callCount('authenticate')).toBe(authenticate + 1);
+    expect(sandbox().callCount('authorize')).toBe(authorize + 1);
   });
 
   it('an error body in a 200 answer is a refusal too', async () => {
@@ -415,6 +431,7 @@ describe('Quicko refresh', () => {
     const error = await quicko.kind.refresh!(quicko.context, tokens).catch((e) => e);
     expect(error).toBeInstanceOf(ProviderRejectedError);
     expect((error as ProviderRejectedError).status).toBe(400);
+    expect((error as ProviderRejectedError).grantRefused).toBeUndefined(); // not about the token
   });
 
   it.each([

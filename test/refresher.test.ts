@@ -362,6 +362,63 @@ describe('refresher: failure policy', () => {
     expect(local.sandboxes.quidkey.callCount('refresh')).toBe(refreshes + 1);
   });
 
+  it('user consent refused for a reason other than the grant (our client secret, a 403) → stays active with a backoff, not needs_reauth', async () => {
+    const gina = await createConsentConnection('consent-q', 'gina');
+    const hugo = await createConsentConnection('consent', 'hugo');
+    local.clock.advance(700); // both due
+    // Quidkey's refresh carries no client credentials, so the refusals are injected as the
+    // providers send them: Quiqup's answer to a rotated client secret, and a quota/WAF 403.
+    local.sandboxes.quiqup.fault = {
+      type: 'status',
+      status: 401,
+      body: '{"error":"invalid_client","error_description":"Client authentication failed"}',
+    };
+    local.sandboxes.quidkey.fault = {
+      type: 'status',
+      status: 403,
+      body: '{"success":false,"error":{"code":"FORBIDDEN","message":"Quota exceeded"}}',
+    };
+
+    expect(await runRefresher()).toMatchObject({ due: 2, refreshed: 0, failed: 2, needsReauth: 0 });
+
+    const events = await servedEvents();
+    for (const [provider, connectionId, before] of [
+      ['consent-q', 'gina', gina],
+      ['consent', 'hugo', hugo],
+    ] as const) {
+      const stored = await get(provider, connectionId);
+      expect(stored).toMatchObject({
+        status: 'active', // reconnecting would not fix it
+        refreshFailures: 1,
+        lastError: { code: 'provider_rejected' },
+      });
+      expect(stored.tokens).toEqual(before.tokens);
+      expect(stored.dueAt! - local.clock.t).toBeGreaterThanOrEqual(30_000);
+      expect(stored.dueAt! - local.clock.t).toBeLessThanOrEqual(60_000);
+      expect(await dueIndexHolds(provider, connectionId)).toBe(true);
+      expect(events).toContainEqual(
+        expect.objectContaining({
+          type: 'Connection Refresh Failed',
+          provider,
+          connectionId,
+          status: 'active',
+          code: 'provider_rejected',
+        }),
+      );
+    }
+    expect(events.map((event) => event.type)).not.toContain('Connection Needs Reauth');
+    expect(
+      await local.invoke({ provider: 'consent', connectionId: 'hugo', minValiditySeconds: 0 }),
+    ).toMatchObject({ ok: true, accessToken: hugo.tokens.accessToken });
+
+    // Once the provider accepts us again, the next run after the backoff renews it.
+    local.sandboxes.quidkey.fault = undefined;
+    local.sandboxes.quiqup.fault = undefined;
+    local.clock.advance(60);
+    expect(await runRefresher()).toMatchObject({ refreshed: 1, needsReauth: 0 });
+    expect(await get('consent', 'hugo')).toMatchObject({ status: 'active', refreshFailures: 0 });
+  });
+
   it('user consent, transient failure → stays active and due again after the backoff', async () => {
     await createConsentConnection('consent', 'dana');
     local.clock.advance(700);

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import * as oauth from 'oauth4webapi';
 import {
   AccessDeniedError,
+  asGrantRefused,
   BrokerError,
   ConfigError,
   InvalidRequestError,
@@ -9,7 +10,7 @@ import {
   ProviderUnavailableError,
 } from '../errors.ts';
 import { commonProviderFields } from './common.ts';
-import { readOAuthTokenFields, type ProviderResponse } from './http.ts';
+import { isRecord, readOAuthTokenFields, type ProviderResponse } from './http.ts';
 import type { ProviderContext, ProviderKind, ProviderSecret, TokenSet } from './types.ts';
 
 /**
@@ -154,10 +155,28 @@ function tokenRequestOptions(
 
 function toFetchResponse(response: ProviderResponse): Response {
   const bodyless = response.status === 204 || response.status === 205;
-  return new Response(bodyless ? null : response.text, {
+  return new Response(bodyless ? null : withTokenType(response.text), {
     status: response.status,
     headers: response.headers,
   });
+}
+
+/**
+ * Adds `"token_type":"Bearer"` to a JSON object answer without one. RFC 6749 §5.1 requires the
+ * field and oauth4webapi refuses an answer without it, but some providers omit it; such an answer
+ * would count as transient although the provider may already have rotated the refresh token,
+ * which would then be lost (the next try meets invalid_grant). Bearer is what readOAuthTokenFields
+ * assumes for a missing type too. Anything that is not a JSON object passes unchanged.
+ */
+function withTokenType(text: string): string {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (!isRecord(body) || body.token_type != null) return text;
+  return JSON.stringify({ ...body, token_type: 'Bearer' });
 }
 
 /**
@@ -303,27 +322,38 @@ export const oauth2: ProviderKind<OAuth2Config> = {
 
   /**
    * RFC 6749 §6. A rotated refresh token comes back in the answer and is stored; when none does,
-   * the core keeps the current one (refresh.ts, renewTokens).
+   * the core keeps the current one (refresh.ts, renewTokens). Only `invalid_grant` refuses the
+   * connection's grant (§5.2: the refresh token is invalid, expired or revoked); `invalid_client`
+   * and the rest are about us, and reconnecting would not fix them.
    */
   refresh: async (ctx, current) => {
     if (!current.refreshToken) {
-      throw new ProviderRejectedError(`The ${ctx.providerId} connection holds no refresh token.`);
+      throw new ProviderRejectedError(`The ${ctx.providerId} connection holds no refresh token.`, {
+        grantRefused: true,
+      });
     }
     const server = authorizationServer(ctx.config);
     const secret = await ctx.secret();
     const client: oauth.Client = { client_id: secret.client_id! };
-    return tokenCall(
-      ctx,
-      `${ctx.providerId} refresh`,
-      (options) =>
-        oauth.refreshTokenGrantRequest(
-          server,
-          client,
-          clientAuthentication(ctx.config, secret),
-          current.refreshToken!,
-          options,
-        ),
-      (response) => oauth.processRefreshTokenResponse(server, client, response),
-    );
+    try {
+      return await tokenCall(
+        ctx,
+        `${ctx.providerId} refresh`,
+        (options) =>
+          oauth.refreshTokenGrantRequest(
+            server,
+            client,
+            clientAuthentication(ctx.config, secret),
+            current.refreshToken!,
+            options,
+          ),
+        (response) => oauth.processRefreshTokenResponse(server, client, response),
+      );
+    } catch (error) {
+      if (error instanceof ProviderRejectedError && error.providerCode === 'invalid_grant') {
+        throw asGrantRefused(error);
+      }
+      throw error;
+    }
   },
 };

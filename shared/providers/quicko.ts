@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
   AccessDeniedError,
+  asGrantRefused,
   InvalidRequestError,
   ProviderRejectedError,
   ProviderUnavailableError,
@@ -170,14 +171,17 @@ async function authenticate(ctx: ProviderContext<QuickoConfig>): Promise<string>
  * `POST /oauth/authorize?request_token=…` with a request token (consent) or a refresh token
  * (renewal). The token rides in the query string because the API takes it there; it never
  * appears in a label, message or log. A 401/403 with a cached API-user token may mean that token
- * lapsed (403 "Access token has expired"): authenticate afresh and try exactly once more; a
- * refusal with a fresh API-user token is about the request or refresh token.
+ * lapsed (403 "Access token has expired"): authenticate afresh and try exactly once more. A 403
+ * with a fresh API-user token is about the request or refresh token (providers.md "errors": 401
+ * is our key or secret, 403 an invalid, expired or revoked token); on a refresh it is marked
+ * `grantRefused`. A refusal of /authenticate itself never is: that is our api_secret.
  */
 async function authorize(
   ctx: ProviderContext<QuickoConfig>,
   requestToken: string,
   label: string,
   retrySafe: boolean,
+  refreshing: boolean,
 ): Promise<TokenSet> {
   const send = async (apiUser: string) => {
     const secret = await ctx.secret();
@@ -193,15 +197,26 @@ async function authorize(
       (response) => readTokens(response, label, ctx.now()),
     );
   };
+  // Only for a refusal sent with a fresh API-user token.
+  const refusedGrant = (error: unknown) =>
+    refreshing && error instanceof ProviderRejectedError && error.status === 403
+      ? asGrantRefused(error)
+      : error;
   const first = await apiUserToken(ctx, false);
   try {
     return await send(first.token);
   } catch (error) {
+    if (!first.cached) throw refusedGrant(error);
     const refusedApiUser =
       error instanceof ProviderRejectedError && (error.status === 401 || error.status === 403);
-    if (!first.cached || !refusedApiUser) throw error;
+    if (!refusedApiUser) throw error;
   }
-  return send((await apiUserToken(ctx, true)).token);
+  const fresh = await apiUserToken(ctx, true);
+  try {
+    return await send(fresh.token);
+  } catch (error) {
+    throw refusedGrant(error);
+  }
 }
 
 function readTokens(response: ProviderResponse, label: string, now: number): TokenSet {
@@ -269,7 +284,7 @@ export const quicko: ProviderKind<QuickoConfig> = {
       throw new InvalidRequestError('The quicko callback carried no request_token.');
     }
     // Single use: a retry after a lost answer could only be refused.
-    return authorize(ctx, requestToken, 'quicko authorize', false);
+    return authorize(ctx, requestToken, 'quicko authorize', false, false);
   },
 
   // The same endpoint with the refresh token as request_token; the answer carries no new refresh
@@ -277,9 +292,11 @@ export const quicko: ProviderKind<QuickoConfig> = {
   // not rotated, so repeating a refresh that failed transiently loses nothing.
   refresh: async (ctx, current) => {
     if (!current.refreshToken) {
-      throw new ProviderRejectedError('The quicko connection holds no refresh token.');
+      throw new ProviderRejectedError('The quicko connection holds no refresh token.', {
+        grantRefused: true,
+      });
     }
-    return authorize(ctx, current.refreshToken, 'quicko refresh', true);
+    return authorize(ctx, current.refreshToken, 'quicko refresh', true, true);
   },
 
   // Quicko's APIs take their tokens bare in Authorization, without "Bearer" (providers.md).

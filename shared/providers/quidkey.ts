@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ProviderRejectedError, ProviderUnavailableError } from '../errors.ts';
+import { asGrantRefused, ProviderRejectedError, ProviderUnavailableError } from '../errors.ts';
 import { commonProviderFields } from './common.ts';
 import { isRecord, parseJson, readOAuthTokenFields, type ProviderResponse } from './http.ts';
 import type { ProviderContext, ProviderKind, TokenSet } from './types.ts';
@@ -94,11 +94,17 @@ export const quidkey: ProviderKind<QuidkeyConfig> = {
     );
   },
   // The guide says no new refresh token comes back (the reference shows one): accept both.
+  // The call carries nothing but the refresh token, so a 401 refuses that (providers.md "401":
+  // branch on the status). The core then mints afresh either way.
   refresh: (ctx, current) =>
     call(
       ctx,
       '/api/v1/oauth2/refresh',
       { refresh_token: current.refreshToken! },
       'quidkey refresh',
-    ),
+    ).catch((error: unknown) => {
+      throw error instanceof ProviderRejectedError && error.status === 401
+        ? asGrantRefused(error)
+        : error;
+    }),
 };

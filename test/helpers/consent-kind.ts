@@ -8,10 +8,12 @@ import type { TestBroker } from './local.ts';
 
 /**
  * A user-consent provider kind for tests only. The failure policy treats user-consent kinds
- * differently (a refusal means needs_reauth; a consent running out is flagged ahead of time), and
- * this lets the refresher tests prove that over real HTTP without depending on a real consent
- * kind's flow. It cannot mint, as no consent kind can; it renews through the refresh hook of the
- * sandbox it names (`via`), so that sandbox's faults and refusals apply to it.
+ * differently (a refusal of the grant means needs_reauth; a consent running out is flagged ahead
+ * of time), and this lets the refresher tests prove that over real HTTP without depending on a
+ * real consent kind's flow. It cannot mint, as no consent kind can; it renews through the refresh
+ * hook of the sandbox it names (`via`), so that sandbox's faults and refusals apply to it, marked
+ * as that kind marks them: Quidkey's refusal of a used or revoked refresh token (HTTP 401) is
+ * `grantRefused`, any other refusal is not.
  */
 export const testConsentKind: AnyProviderKind = {
   kind: 'test-consent',
