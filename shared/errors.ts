@@ -116,6 +116,10 @@ export class ConfigError extends Error {
 
 /** The `{ code, message }` a caller sees; anything that is not a BrokerError becomes a generic one. */
 export function toPublicError(error: unknown): { code: BrokerErrorCode; message: string } {
-  if (error instanceof BrokerError) return { code: error.code, message: error.message };
+  // internal_error messages are for operators (secret names, file paths, missing settings): they
+  // go to the logs, and callers and browsers get the generic one.
+  if (error instanceof BrokerError && error.code !== 'internal_error') {
+    return { code: error.code, message: error.message };
+  }
   return { code: 'internal_error', message: 'The broker failed unexpectedly; see its logs.' };
 }

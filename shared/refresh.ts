@@ -10,6 +10,7 @@ import {
 } from './errors.ts';
 import { publishSafely, type EventPublisher, type LifecycleEvent } from './events.ts';
 import type { BrokerLogger } from './logger.ts';
+import { describeError } from './middleware.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
 import type { TokenSet } from './providers/types.ts';
 import type { Connection, ConnectionStore } from './store/connection-store.ts';
@@ -269,7 +270,7 @@ async function recordRenewalFailure(
     provider: provider.id,
     connectionId: leased.connectionId,
     code: publicError.code,
-    reason: publicError.message,
+    reason: describeError(error), // the full chain for operators; callers get publicError
   });
   const retryAt = deps.now() + retryDelayMs(leased.refreshFailures + 1);
   let recorded: Connection;
@@ -298,9 +299,11 @@ const SAVE_ATTEMPTS = 4;
 
 /**
  * Stores renewed tokens. If our lease lapsed while the provider answered but nobody has written
- * since, our tokens are still the newest: write them (fenced by version alone) rather than drop
- * them, since the provider may have rotated the refresh token. If someone wrote since, theirs win.
- * A failing store is retried: the provider may already have consumed the old refresh token.
+ * *tokens* since, ours are still the newest: write them (fenced by version alone) rather than drop
+ * them, since the provider may have rotated the refresh token. That holds even over a failure
+ * record written meanwhile — a holder that took over and was refused the refresh token we had
+ * already used, say, and marked the connection needs_reauth. If someone wrote tokens since, theirs
+ * win. A failing store is retried: the provider may already have consumed the old refresh token.
  */
 async function saveRenewedTokens(
   deps: RefreshDeps,
@@ -329,7 +332,10 @@ async function saveRenewedTokens(
         `The ${leased.provider} connection "${leased.connectionId}" was deleted.`,
       );
     }
-    if (latest.version !== leased.version) return { connection: latest, outcome: 'fresh' };
+    const tokensWrittenSince = latest.lastRefreshedAt !== leased.lastRefreshedAt;
+    if (latest.version !== leased.version && tokensWrittenSince) {
+      return { connection: latest, outcome: 'fresh' };
+    }
     try {
       return { connection: await save(latest), outcome: 'renewed' };
     } catch (error) {

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
+import { ProviderRejectedError } from '../shared/errors.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { TokenSet } from '../shared/providers/types.ts';
 import { nextDueAt, refreshConnection, type RefreshDeps } from '../shared/refresh.ts';
@@ -284,6 +285,39 @@ describe('races: leases and fencing (shared/refresh.ts driven directly)', () => 
     const stored = (await local.broker.store.get('consent', 'kept'))!;
     expect(stored.tokens.refreshToken).toBe('refresh-A');
     expect(stored.lease).toBeUndefined();
+  });
+
+  it('a paused holder whose rotation made the takeover fail keeps its tokens over that failure record', async () => {
+    await createConsentConnection('rotated');
+    local.clock.advance(3600);
+    const slow = heldRenewal();
+    const a = refreshConnection(refreshDeps(), withRefresh('consent', slow.refresh), 'rotated', {
+      minValidityMs: 60_000,
+      force: false,
+    });
+    await slow.started; // A has used the refresh token at the provider (which rotates it)
+    local.clock.advance(31); // A's lease lapses
+    // B takes over with the same, now spent, refresh token: the provider refuses the grant.
+    const refused = async (): Promise<TokenSet> => {
+      throw new ProviderRejectedError('refresh token already used', {
+        providerCode: 'invalid_grant',
+        grantRefused: true,
+      });
+    };
+    await expect(
+      refreshConnection(refreshDeps(), withRefresh('consent', refused), 'rotated', {
+        minValidityMs: 60_000,
+        force: false,
+      }),
+    ).rejects.toMatchObject({ code: 'needs_reauth' });
+    expect((await local.broker.store.get('consent', 'rotated'))!.status).toBe('needs_reauth');
+
+    slow.release(fakeTokens('A')); // A's answer carries the only live refresh token
+    expect((await a).outcome).toBe('renewed');
+    const stored = (await local.broker.store.get('consent', 'rotated'))!;
+    expect(stored).toMatchObject({ status: 'active', refreshFailures: 0 });
+    expect(stored.tokens).toMatchObject({ accessToken: 'access-A', refreshToken: 'refresh-A' });
+    expect(stored.dueAt).toBeDefined(); // back in the due index
   });
 
   it("a dead holder's lease is taken over once it lapses; the waiting caller renews", async () => {

@@ -217,7 +217,7 @@ export class ConnectService {
         provider: provider.id,
         connectionId: flow.connectionId,
         code: publicError.code,
-        reason: publicError.message,
+        reason: describeError(error), // the full chain for operators; the browser gets publicError
       });
       if (!(error instanceof BrokerError)) {
         this.deps.logger.error('connect flow failed unexpectedly', {
