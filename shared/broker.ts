@@ -12,7 +12,7 @@ import { LocalKeyManager } from './crypto/local-key-manager.ts';
 import { ConfigError } from './errors.ts';
 import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
-import type { ProviderHttpOptions } from './providers/http.ts';
+import { defaultHttpOptions, type ProviderHttpOptions } from './providers/http.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
 import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
 import { Refresher } from './refresher.ts';
@@ -83,7 +83,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     providers,
     now,
     logger,
-    leaseMs: deps.leaseMs ?? defaultLeaseMs,
+    leaseMs: deps.leaseMs ?? leaseFor(deps.config, deps.http),
     waitMs: deps.waitMs ?? defaultWaitMs,
   };
   const directory = new ConnectionDirectory(db, deps.tableName);
@@ -114,6 +114,20 @@ export function createBroker(deps: BrokerDeps): Broker {
       now,
     }),
   };
+}
+
+/**
+ * The refresh lease outlasts a renewal's provider calls: two calls in a row (an exchange after an
+ * authentication, say), each with its retries, at the slowest configured timeout, plus a margin.
+ * A lease that lapsed mid-call is safe (the fenced write), but costs a second provider call.
+ */
+function leaseFor(config: BrokerConfig, http: Partial<ProviderHttpOptions> | undefined): number {
+  const attempts = (http?.retries ?? defaultHttpOptions.retries) + 1;
+  const slowest = Math.max(
+    http?.timeoutMs ?? defaultHttpOptions.timeoutMs,
+    ...Object.values(config.providers).map((entry) => entry.timeoutMs ?? 0),
+  );
+  return Math.max(defaultLeaseMs, 2 * attempts * slowest + 5_000);
 }
 
 function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
