@@ -39,7 +39,7 @@ describe('connection store', () => {
       }),
     );
     expect(JSON.stringify(raw.Item)).not.toMatch(/access-1|refresh-secret-1/);
-    expect(raw.Item!.tokens).toMatch(/^v1\./);
+    expect(raw.Item!.tokens).toMatch(/^v2\./);
     expect((await store.get('quiqup', 'default'))!.tokens.refreshToken).toBe('refresh-secret-1');
   });
 

@@ -1,7 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Envelope } from '../shared/crypto/envelope.ts';
-import type { DataKey, EncryptionContext, KeyManager } from '../shared/crypto/key-manager.ts';
+import {
+  canonicalContext,
+  type DataKey,
+  type EncryptionContext,
+  type KeyManager,
+} from '../shared/crypto/key-manager.ts';
 import { LocalKeyManager } from '../shared/crypto/local-key-manager.ts';
 
 /** The real local key manager, with its calls counted. */
@@ -28,7 +33,7 @@ describe('envelope encryption (AES-256-GCM, data keys from the key manager)', ()
     const envelope = new Envelope(new LocalKeyManager(masterKey));
     const secret = JSON.stringify({ accessToken: 'at-123456789', refreshToken: 'rt-987654321' });
     const ciphertext = await envelope.encrypt(secret, contextA);
-    expect(ciphertext).toMatch(/^v1\.[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect(ciphertext).toMatch(/^v2\.[\w-]+\.[\w-]+\.[\w-]+$/);
     expect(ciphertext).not.toContain('at-123456789');
     expect(await envelope.decrypt(ciphertext, contextA)).toBe(secret);
     // A fresh container (no cache) with the same master key decrypts too.
@@ -49,6 +54,42 @@ describe('envelope encryption (AES-256-GCM, data keys from the key manager)', ()
     ).rejects.toThrow();
   });
 
+  it("one data key serves a provider's many connections; another provider gets its own", async () => {
+    const keys = new CountingKeyManager(new LocalKeyManager(masterKey));
+    const envelope = new Envelope(keys);
+    const a = await envelope.encrypt('tokens a', contextA);
+    const b = await envelope.encrypt('tokens b', contextB);
+    expect(keys.generated).toBe(1);
+    await envelope.encrypt('tokens q', { ...contextA, provider: 'quiqup' });
+    expect(keys.generated).toBe(2);
+    // A reader unwraps the shared key once for both connections; each stays bound to its own.
+    const reader = new CountingKeyManager(new LocalKeyManager(masterKey));
+    const readerEnvelope = new Envelope(reader);
+    expect(await readerEnvelope.decrypt(a, contextA)).toBe('tokens a');
+    expect(await readerEnvelope.decrypt(b, contextB)).toBe('tokens b');
+    expect(reader.decrypted).toBe(1);
+    await expect(readerEnvelope.decrypt(a, contextB)).rejects.toThrow();
+  });
+
+  it('still reads v1 ciphertexts (data key bound to the whole context)', async () => {
+    const keys = new LocalKeyManager(masterKey);
+    const dataKey = await keys.generateDataKey(contextA);
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', dataKey.plaintext, iv);
+    cipher.setAAD(Buffer.from(`v1.${canonicalContext(contextA)}`));
+    const body = Buffer.concat([
+      cipher.update('legacy', 'utf8'),
+      cipher.final(),
+      cipher.getAuthTag(),
+    ]);
+    const v1 = ['v1', dataKey.wrapped, iv, body]
+      .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
+      .join('.');
+    const envelope = new Envelope(new LocalKeyManager(masterKey));
+    expect(await envelope.decrypt(v1, contextA)).toBe('legacy');
+    await expect(envelope.decrypt(v1, contextB)).rejects.toThrow();
+  });
+
   it('refuses any tampered part', async () => {
     const envelope = new Envelope(new LocalKeyManager(masterKey));
     const ciphertext = await envelope.encrypt('tokens', contextA);
@@ -63,7 +104,7 @@ describe('envelope encryption (AES-256-GCM, data keys from the key manager)', ()
         new Envelope(new LocalKeyManager(masterKey)).decrypt(tampered, contextA),
       ).rejects.toThrow();
     }
-    await expect(envelope.decrypt(`v2.${parts.slice(1).join('.')}`, contextA)).rejects.toThrow(
+    await expect(envelope.decrypt(`v9.${parts.slice(1).join('.')}`, contextA)).rejects.toThrow(
       'format',
     );
   });

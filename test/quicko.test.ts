@@ -310,7 +310,7 @@ describe('Quicko API-user token', () => {
       }),
     );
     const raw = JSON.stringify(out.Item);
-    expect(out.Item?.value?.S).toMatch(/^v1\./);
+    expect(out.Item?.value?.S).toMatch(/^v2\./);
     expect(raw).not.toContain(apiUserToken);
     expect(raw).not.toContain(apiUserToken!.split('.')[1]); // not even its payload part
     // And it is the token the sandbox issued: /oauth/authorize accepts it.

@@ -2,8 +2,30 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { canonicalContext, type EncryptionContext, type KeyManager } from './key-manager.ts';
 
-/** Ciphertext format prefix; bump when the layout changes. */
-const FORMAT = 'v1';
+/**
+ * Ciphertext format prefix; bump when the layout changes.
+ * - v2 (written): the data key is bound to the context's `keyFields` only; the whole context is
+ *   bound by GCM additional data.
+ * - v1 (read only): the data key was bound to the whole context.
+ */
+const FORMAT = 'v2';
+const LEGACY_FORMAT = 'v1';
+
+/**
+ * The context fields the data key (and so KMS) is bound to: what a key policy can condition on
+ * (`kms:EncryptionContext:purpose`) and what a cached data key may be shared across. One data key
+ * then serves a provider's many connections (up to its use count and age) instead of one KMS call
+ * per connection per write: 10,000 renewals cost a handful of GenerateDataKey calls, not 10,000.
+ * The rest of the context (the connection id) is bound by the AEAD: a ciphertext copied onto
+ * another item fails GCM authentication.
+ */
+export const keyFields = ['purpose', 'provider'] as const;
+
+function keyContextOf(context: EncryptionContext): EncryptionContext {
+  return Object.fromEntries(
+    keyFields.filter((field) => field in context).map((field) => [field, context[field]!]),
+  );
+}
 
 export interface EnvelopeOptions {
   /** How long a plaintext data key may be reused (ms). */
@@ -28,9 +50,9 @@ interface CachedKey {
 
 /**
  * Envelope encryption with AES-256-GCM. The text form is
- * `v1.<wrapped data key>.<iv>.<ciphertext+tag>` (base64url parts). The encryption context is
- * bound twice: by the key manager to the wrapped data key, and as GCM additional data to the
- * payload, so a ciphertext copied under another context fails either way.
+ * `v2.<wrapped data key>.<iv>.<ciphertext+tag>` (base64url parts). The encryption context is
+ * bound twice: its `keyFields` by the key manager to the wrapped data key, and all of it as GCM
+ * additional data to the payload, so a ciphertext copied under another context fails to decrypt.
  *
  * Plaintext data keys are cached per context (for encryption, with a bounded age and use count)
  * and per wrapped key (for decryption, with a bounded age), so a warm container does not call the
@@ -64,13 +86,15 @@ export class Envelope {
 
   async encrypt(plaintext: string, context: EncryptionContext): Promise<string> {
     const canonical = canonicalContext(context);
-    let key = this.encryptKeys.get(canonical);
+    const keyContext = keyContextOf(context);
+    const keyCanonical = canonicalContext(keyContext);
+    let key = this.encryptKeys.get(keyCanonical);
     if (!key || key.uses >= this.options.maxKeyUses) {
-      const fresh = await this.keys.generateDataKey(context);
+      const fresh = await this.keys.generateDataKey(keyContext);
       key = { plaintext: fresh.plaintext, wrapped: fresh.wrapped, uses: 0 };
-      this.encryptKeys.set(canonical, key);
+      this.encryptKeys.set(keyCanonical, key);
       // Whoever reads this item next in this container needs the same key: seed the decrypt cache.
-      this.decryptKeys.set(decryptCacheKey(fresh.wrapped, canonical), {
+      this.decryptKeys.set(decryptCacheKey(fresh.wrapped, keyCanonical), {
         plaintext: fresh.plaintext,
         wrapped: fresh.wrapped,
         uses: 0,
@@ -96,11 +120,18 @@ export class Envelope {
   /** Throws on any tampering, a wrong context, or a ciphertext that is not ours. */
   async decrypt(ciphertext: string, context: EncryptionContext): Promise<string> {
     const parts = ciphertext.split('.');
-    if (parts.length !== 4 || parts[0] !== FORMAT) throw new Error('Unknown ciphertext format');
+    const format = parts[0];
+    if (parts.length !== 4 || (format !== FORMAT && format !== LEGACY_FORMAT)) {
+      throw new Error('Unknown ciphertext format');
+    }
     const [, wrappedText, ivText, bodyText] = parts as [string, string, string, string];
     const canonical = canonicalContext(context);
-    const cacheKey = decryptCacheKey(Buffer.from(wrappedText, 'base64url'), canonical);
-    const key = await this.decryptKeys.fetch(cacheKey, { context });
+    const keyContext = format === FORMAT ? keyContextOf(context) : context;
+    const cacheKey = decryptCacheKey(
+      Buffer.from(wrappedText, 'base64url'),
+      canonicalContext(keyContext),
+    );
+    const key = await this.decryptKeys.fetch(cacheKey, { context: keyContext });
     if (!key) throw new Error('The data key could not be unwrapped');
     const body = Buffer.from(bodyText, 'base64url');
     if (body.length < 16) throw new Error('Ciphertext too short');
@@ -109,7 +140,7 @@ export class Envelope {
       key.plaintext,
       Buffer.from(ivText, 'base64url'),
     );
-    decipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
+    decipher.setAAD(Buffer.from(`${format}.${canonical}`));
     decipher.setAuthTag(body.subarray(body.length - 16));
     return Buffer.concat([
       decipher.update(body.subarray(0, body.length - 16)),

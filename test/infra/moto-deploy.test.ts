@@ -329,7 +329,7 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
         }),
       )
     ).Item!;
-    expect(item.tokens!.S).toMatch(/^v1\.[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect(item.tokens!.S).toMatch(/^v2\.[\w-]+\.[\w-]+\.[\w-]+$/);
     const raw = JSON.stringify(item);
     expect(raw).not.toContain(firstToken);
     expect(Object.keys(item)).not.toEqual(
