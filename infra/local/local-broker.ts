@@ -164,7 +164,9 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       res.end('internal error');
     });
   });
-  await new Promise<void>((done) => server.listen(options.port ?? 3000, done));
+  // Loopback only (BROKER_LISTEN_HOST to widen): the Invoke API hands out tokens unauthenticated.
+  const host = process.env.BROKER_LISTEN_HOST ?? '127.0.0.1';
+  await new Promise<void>((done) => server.listen(options.port ?? 3000, host, done));
   const url = `http://localhost:${(server.address() as AddressInfo).port}`;
 
   const broker = createBroker({
