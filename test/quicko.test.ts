@@ -291,7 +291,7 @@ describe('Quicko consent', () => {
 
 describe('Quicko API-user token', () => {
   it('is cached: a second exchange makes no /authenticate call', async () => {
-    await ctx.sealedCache.delete('api-user-token');
+    await ctx.sealedCache.put('api-user-token', 'expired', 0); // reads as absent
     const before = sandbox().callCount('authenticate');
     await connect();
     expect(sandbox().callCount('authenticate')).toBe(before + 1);
@@ -326,7 +326,7 @@ describe('Quicko API-user token', () => {
 
   it('expired at Quicko while still cached → 403, re-authenticate once, and succeed', async () => {
     sandbox().apiUserTokenSeconds = 60;
-    await ctx.sealedCache.delete('api-user-token');
+    await ctx.sealedCache.put('api-user-token', 'expired', 0); // reads as absent
     await connect(); // caches a token the sandbox will consider lapsed in 60 s
     local.clock.advance(120);
     const authenticate = sandbox().callCount('authenticate');
@@ -361,7 +361,7 @@ describe('Quicko API-user token', () => {
   });
 
   it('bad API credentials → provider_rejected, secret not in the message', async () => {
-    await ctx.sealedCache.delete('api-user-token');
+    await ctx.sealedCache.put('api-user-token', 'expired', 0); // reads as absent
     const wrong = {
       ...ctx,
       secret: async () => ({ api_key: await apiKey(), api_secret: 'wrong-secret' }),
@@ -411,7 +411,7 @@ describe('Quicko refresh', () => {
   it('with a fresh API-user token, a 403 refuses the refresh token at once: grantRefused', async () => {
     const tokens = await connect();
     const forged = { ...tokens, refreshToken: forge(tokens.refreshToken!) };
-    await ctx.sealedCache.delete('api-user-token');
+    await ctx.sealedCache.put('api-user-token', 'expired', 0); // reads as absent
     const authenticate = sandbox().callCount('authenticate');
     const authorize = sandbox().callCount('authorize');
     const error = await quicko.kind.refresh!(quicko.context, forged).catch((e) => e);

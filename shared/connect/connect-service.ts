@@ -213,17 +213,14 @@ export class ConnectService {
       return { ok: true, ...base };
     } catch (error) {
       const publicError = toPublicError(error);
-      this.deps.logger.warn('connect flow failed', {
+      // A refusal (the person, the provider) is a warning; anything else is ours to fix.
+      const log = error instanceof BrokerError ? this.deps.logger.warn : this.deps.logger.error;
+      log.call(this.deps.logger, 'connect flow failed', {
         provider: provider.id,
         connectionId: flow.connectionId,
         code: publicError.code,
         reason: describeError(error), // the full chain for operators; the browser gets publicError
       });
-      if (!(error instanceof BrokerError)) {
-        this.deps.logger.error('connect flow failed unexpectedly', {
-          error: describeError(error),
-        });
-      }
       return { ok: false, ...base, error: publicError };
     }
   }

@@ -37,7 +37,6 @@ export interface ProviderContext<C> {
 export interface SealedCache {
   get(name: string): Promise<string | undefined>;
   put(name: string, value: string, expiresAt: number): Promise<void>;
-  delete(name: string): Promise<void>;
 }
 
 /** The query parameters of a provider's redirect back to our callback route. */

@@ -1,9 +1,4 @@
-import {
-  DeleteCommand,
-  GetCommand,
-  PutCommand,
-  type DynamoDBDocumentClient,
-} from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
 import type { SealedCache } from '../providers/types.ts';
 import { ttlAttribute } from './table.ts';
@@ -47,12 +42,6 @@ export class DynamoSealedCache implements SealedCache {
           [ttlAttribute]: Math.ceil(expiresAt / 1000),
         },
       }),
-    );
-  }
-
-  async delete(name: string): Promise<void> {
-    await this.db.send(
-      new DeleteCommand({ TableName: this.tableName, Key: { pk: this.pk(name) } }),
     );
   }
 
