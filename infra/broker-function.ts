@@ -8,7 +8,6 @@ import {
   type NodejsFunctionProps,
 } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 
 /** ESM bundles have no `require`; some CommonJS dependencies still call it. */
@@ -39,8 +38,11 @@ export const brokerBundling = {
   forceDockerBundling: false,
 } as const satisfies BundlingOptions;
 
-/** Pinned rather than "latest": a runtime upgrade is a deliberate, tested change. */
-export const brokerRuntime = lambda.Runtime.NODEJS_22_X;
+/**
+ * Pinned rather than "latest": a runtime upgrade is a deliberate, tested change. The tests run on
+ * the same major (the `node` dev dependency; test/infra/runtime.test.ts checks it).
+ */
+export const brokerRuntime = lambda.Runtime.NODEJS_24_X;
 
 export interface BrokerFunctionProps extends Omit<
   NodejsFunctionProps,
@@ -55,7 +57,7 @@ export interface BrokerFunctionProps extends Omit<
 }
 
 /**
- * A broker Lambda with the house defaults: Node.js 22 on ARM64, minified ESM with source maps,
+ * A broker Lambda with the house defaults: Node.js 24 on ARM64, minified ESM with source maps,
  * its own log group with a retention, and its own role that can write only to that log group
  * (no AWSLambdaBasicExecutionRole, whose CreateLogGroup on `*` this function does not need).
  * Callers add the function's data permissions with explicit statements.
@@ -84,12 +86,5 @@ export class BrokerFunction extends NodejsFunction {
       bundling: { ...brokerBundling, ...bundling },
       environment: { NODE_OPTIONS: '--enable-source-maps', ...environment },
     });
-    NagSuppressions.addResourceSuppressions(this, [
-      {
-        id: 'AwsSolutions-L1',
-        reason:
-          'Pinned to nodejs22.x (brokerRuntime), the runtime the handlers are built and tested for; moving to a newer runtime is a deliberate change with its own test run, not an automatic one.',
-      },
-    ]);
   }
 }

@@ -454,7 +454,7 @@ describe('BrokerStack (stage prod)', () => {
       for (const name of functionNames) {
         expect(fn(name).Properties, name).toMatchObject({
           FunctionName: `oauth-token-broker-prod-${name}`,
-          Runtime: 'nodejs22.x',
+          Runtime: 'nodejs24.x',
           Architectures: ['arm64'],
           MemorySize: 256,
           Handler: 'index.handler',
