@@ -70,7 +70,9 @@ export async function benchRefresher(options: RefresherOptions): Promise<Workloa
     store.acquireLease = timed(store.acquireLease.bind(store), phases.lease);
     store.saveTokens = timed(store.saveTokens.bind(store), phases.save);
     const resolved = getProvider(container.broker.providers, options.provider);
-    resolved.kind = { ...resolved.kind, mint: timed(resolved.kind.mint!, phases.provider) };
+    const kind = resolved.kind;
+    if (kind.variant !== 'client-credentials') throw new Error('bench needs a minting provider');
+    resolved.kind = { ...kind, mint: timed(kind.mint, phases.provider) };
     const callsBefore = runtime.local.sandboxes.quiqup.callCount('token');
     const cpuBefore = process.cpuUsage();
     const started = performance.now();

@@ -61,9 +61,11 @@ export async function benchStampede(options: StampedeOptions): Promise<WorkloadR
     let started = 0;
     for (const container of containers) {
       const provider = getProvider(container.broker.providers, options.provider);
-      const mint = provider.kind.mint!;
+      const kind = provider.kind;
+      if (kind.variant !== 'client-credentials') throw new Error('bench needs a minting provider');
+      const mint = kind.mint;
       provider.kind = {
-        ...provider.kind,
+        ...kind,
         mint: async (context) => {
           const from = performance.now() - started;
           try {

@@ -29,7 +29,8 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import type { BrokerConfig } from '../shared/config.ts';
 import { eventSource } from '../shared/events.ts';
-import { providerKinds } from '../shared/providers/registry.ts';
+import { protocolOf } from '../shared/providers/registry.ts';
+import { hasConsentFlow } from '../shared/providers/types.ts';
 import { refresherTimeoutSeconds } from '../shared/refresher.ts';
 import { dueIndex, providerIndex, tableKey, ttlAttribute } from '../shared/store/table.ts';
 import { BrokerFunction, type BrokerFunctionProps } from './broker-function.ts';
@@ -64,7 +65,7 @@ const maxConfigEnvBytes = 3072;
 /** Provider ids whose kind has a consent flow (a callback URL to register at the provider). */
 export function consentProviderIds(config: BrokerConfig): string[] {
   return Object.entries(config.providers)
-    .filter(([, provider]) => providerKinds[provider.kind]?.grant === 'user_consent')
+    .filter(([, provider]) => hasConsentFlow(protocolOf(provider)))
     .map(([providerId]) => providerId);
 }
 
@@ -179,7 +180,7 @@ export class BrokerStack extends Stack {
     for (const [providerId, provider] of Object.entries(config.providers)) {
       secrets.set(
         providerId,
-        this.providerSecret(config.secretsPrefix, providerId, provider.kind, removalPolicy),
+        this.providerSecret(config.secretsPrefix, providerId, provider, removalPolicy),
       );
     }
     this.providerSecrets = secrets;
@@ -370,10 +371,10 @@ export class BrokerStack extends Stack {
   private providerSecret(
     prefix: string,
     providerId: string,
-    kind: string,
+    entry: { kind: string },
     removalPolicy: RemovalPolicy,
   ): secretsmanager.Secret {
-    const fields = providerKinds[kind]?.secretFields ?? ['client_id', 'client_secret'];
+    const fields = protocolOf(entry).secretFields;
     const generated = fields.at(-1) ?? 'client_secret';
     const placeholders = Object.fromEntries(
       fields.filter((field) => field !== generated).map((field) => [field, 'REPLACE_ME']),

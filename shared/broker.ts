@@ -13,6 +13,7 @@ import { ConfigError } from './errors.ts';
 import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import { defaultHttpOptions, type ProviderHttpOptions } from './providers/http.ts';
+import { defaultKinds, type KindRegistry } from './providers/registry.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
 import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
 import { Refresher } from './refresher.ts';
@@ -33,6 +34,8 @@ import { TokenService } from './token-service.ts';
 /** The ports the core needs; AWS or local adapters behind each. */
 export interface BrokerDeps {
   config: BrokerConfig;
+  /** The provider kinds the config's entries name (default: the shipped ones). */
+  kinds?: KindRegistry;
   dynamo: DynamoDBClient;
   tableName: string;
   keys: KeyManager;
@@ -50,6 +53,8 @@ export interface BrokerDeps {
 /** One container's broker: every client and cache built once. */
 export interface Broker {
   config: BrokerConfig;
+  /** The provider kinds its config's entries name. */
+  kinds: KindRegistry;
   providers: Map<string, ResolvedProvider>;
   store: ConnectionStore;
   events: EventPublisher;
@@ -69,6 +74,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   const store = new ConnectionStore(db, deps.tableName, envelope);
   const providers = resolveProviders({
     config: deps.config,
+    kinds: deps.kinds ?? defaultKinds,
     sealedCache: (providerId) =>
       new DynamoSealedCache(db, deps.tableName, envelope, providerId, now),
     secrets: new SecretSource(deps.secrets),
@@ -99,6 +105,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   });
   return {
     config: deps.config,
+    kinds: deps.kinds ?? defaultKinds,
     providers,
     store,
     events,

@@ -4,7 +4,7 @@ import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typeb
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.ts';
 import type { CommonProviderConfig } from './providers/common.ts';
-import { providerKinds } from './providers/registry.ts';
+import { defaultKinds, type KindRegistry } from './providers/registry.ts';
 
 // TypeBox checks only the formats it is told about: without this, every `format: 'uri'` field
 // (baseUrl, consentUrl, the oauth2 endpoints) refuses any value ("Unknown format").
@@ -103,9 +103,9 @@ export type BrokerConfig = Omit<Static<typeof configSchema>, 'providers'> & {
 };
 
 /** The JSON Schema editors use for broker.config.json (written by `npm run schema`). */
-export function configJsonSchema(): Record<string, unknown> {
+export function configJsonSchema(kinds: KindRegistry = defaultKinds): Record<string, unknown> {
   const providerEntry = {
-    oneOf: Object.values(providerKinds).map((kind) => kind.configSchema),
+    oneOf: Object.values(kinds).map((kind) => kind.configSchema),
   };
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -130,8 +130,17 @@ function firstError(schema: TSchema, value: unknown, where: string): string | un
   return `${key || '(root)'}: ${error.message}`;
 }
 
+export interface ParseConfigOptions {
+  /** Names the config in errors (default broker.config.json). */
+  source?: string;
+  /** The kinds entries may name (default: the shipped ones). */
+  kinds?: KindRegistry;
+}
+
 /** Validates a parsed config, applies defaults, and throws ConfigError naming the bad key. */
-export function parseConfig(raw: unknown, source = 'broker.config.json'): BrokerConfig {
+export function parseConfig(raw: unknown, options: ParseConfigOptions = {}): BrokerConfig {
+  const source = options.source ?? 'broker.config.json';
+  const kinds = options.kinds ?? defaultKinds;
   const withDefaults = Value.Default(configSchema, structuredClone(raw));
   const topError = firstError(configSchema, withDefaults, '');
   if (topError) throw new ConfigError(`${source}: ${topError}`);
@@ -142,10 +151,10 @@ export function parseConfig(raw: unknown, source = 'broker.config.json'): Broker
         `${source}: providers.${id}: a provider id is lower-case letters, digits, - and _`,
       );
     }
-    const kind = providerKinds[entry.kind];
+    const kind = Object.hasOwn(kinds, entry.kind) ? kinds[entry.kind] : undefined;
     if (!kind) {
       throw new ConfigError(
-        `${source}: providers.${id}.kind: unknown kind "${entry.kind}" (known: ${Object.keys(providerKinds).join(', ')})`,
+        `${source}: providers.${id}.kind: unknown kind "${entry.kind}" (known: ${Object.keys(kinds).join(', ')})`,
       );
     }
     const entryError = firstError(kind.configSchema, entry, `providers.${id}`);
@@ -160,10 +169,9 @@ export function parseConfig(raw: unknown, source = 'broker.config.json'): Broker
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
   if (env.BROKER_CONFIG_JSON)
-    return parseConfig(
-      parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'),
-      'BROKER_CONFIG_JSON',
-    );
+    return parseConfig(parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'), {
+      source: 'BROKER_CONFIG_JSON',
+    });
   const path = resolve(env.BROKER_CONFIG ?? 'broker.config.json');
   let text: string;
   try {
@@ -173,7 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
       `Cannot read the configuration file ${path}: ${(cause as Error).message}`,
     );
   }
-  return parseConfig(parseJsonText(text, path), path);
+  return parseConfig(parseJsonText(text, path), { source: path });
 }
 
 function parseJsonText(text: string, source: string): unknown {

@@ -184,7 +184,7 @@ async function createConnection(
   provider: ResolvedProvider,
   connectionId: string,
 ): Promise<RefreshResult> {
-  if (provider.kind.grant !== 'client_credentials' || !provider.kind.mint) {
+  if (provider.kind.variant !== 'client-credentials') {
     throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
   }
   const tokens = await provider.kind.mint(provider.context);
@@ -219,17 +219,16 @@ export async function renewTokens(
   current: TokenSet | undefined,
 ): Promise<TokenSet> {
   const { kind, context } = provider;
+  const refreshToken = current?.refreshToken;
   const refreshable =
-    current?.refreshToken !== undefined &&
-    kind.refresh &&
-    (current.refreshTokenExpiresAt ?? Infinity) > deps.now();
-  if (refreshable && current) {
+    refreshToken !== undefined && (current?.refreshTokenExpiresAt ?? Infinity) > deps.now();
+  if (refreshable && current && kind.refresh) {
     try {
-      const renewed = await kind.refresh!(context, current);
+      const renewed = await kind.refresh(context, current);
       if (renewed.refreshToken) return renewed;
       return {
         ...renewed,
-        refreshToken: current.refreshToken!,
+        refreshToken,
         ...(current.refreshTokenExpiresAt !== undefined
           ? { refreshTokenExpiresAt: current.refreshTokenExpiresAt }
           : {}),
@@ -262,7 +261,7 @@ async function recordRenewalFailure(
   error: unknown,
 ): Promise<'recorded' | 'needs_reauth' | 'superseded'> {
   const needsReauth =
-    provider.kind.grant === 'user_consent' &&
+    provider.kind.variant !== 'client-credentials' &&
     (error instanceof NeedsReauthError ||
       (error instanceof ProviderRejectedError && error.grantRefused === true));
   const publicError = toPublicError(error);

@@ -110,7 +110,7 @@ export class TokenService {
     if (stored && !decideRenewal(stored.tokens, this.deps.now(), minValidityMs, force).renew) {
       return answer(provider, stored, request.sign);
     }
-    if (!stored && provider.kind.grant !== 'client_credentials') {
+    if (!stored && provider.kind.variant !== 'client-credentials') {
       throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
     }
 
@@ -144,7 +144,7 @@ export class TokenService {
   }
 
   private connectionIdFor(provider: ResolvedProvider, requested: string | undefined): string {
-    if (provider.kind.grant === 'client_credentials') {
+    if (provider.kind.variant === 'client-credentials') {
       const connectionId = requested ?? 'default';
       if (connectionId !== 'default') {
         throw new NotFoundError(
@@ -172,18 +172,19 @@ export class TokenService {
  * answer to an OAuth 1.0a provider would have to carry the token secret.
  */
 function checkSignUse(provider: ResolvedProvider, request: TokenRequest): void {
-  if (request.sign && !provider.kind.sign) {
+  const signing = provider.kind.variant === 'request-signing';
+  if (request.sign && !signing) {
     throw new InvalidRequestError(
       `sign is only for OAuth 1.0a providers; ${provider.id} answers with a token (omit sign).`,
     );
   }
-  if (!request.sign && provider.kind.sign) {
+  if (!request.sign && signing) {
     throw new InvalidRequestError(
       `${provider.id} uses OAuth 1.0a: pass sign: { method, url, body? } to get the signed Authorization header for that request.`,
     );
   }
   // Renewing credentials that nothing can renew would only take the connection out of service.
-  if (request.sign && request.forceRefresh && !provider.kind.refresh && !provider.kind.mint) {
+  if (request.sign && request.forceRefresh) {
     throw new InvalidRequestError(
       `${provider.id} credentials do not expire and cannot be renewed (omit forceRefresh); if the provider refuses a signed request, the user must connect again.`,
     );
@@ -196,13 +197,16 @@ async function answer(
   sign: TokenRequest['sign'],
 ): Promise<TokenAnswer> {
   const { tokens } = connection;
-  if (sign) {
+  const { kind } = provider;
+  if (kind.variant === 'request-signing') {
+    // checkSignUse has made sure a signing kind is always asked with `sign`.
+    if (!sign) throw new InvalidRequestError(`${provider.id} signs requests: pass sign.`);
     return {
       ok: true,
       provider: provider.id,
       connectionId: connection.connectionId,
       tokenType: tokens.tokenType,
-      authorization: await provider.kind.sign!(provider.context, tokens, sign),
+      authorization: await kind.sign(provider.context, tokens, sign),
     };
   }
   const authorization =

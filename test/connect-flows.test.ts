@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { parseConfig } from '../shared/config.ts';
-import { providerKinds } from '../shared/providers/registry.ts';
+import { protocolOf } from '../shared/providers/registry.ts';
+import { hasConsentFlow } from '../shared/providers/types.ts';
 import { connectionPk } from '../shared/store/table.ts';
 import { TestBrowser } from './helpers/browser.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
@@ -442,6 +443,6 @@ describe('no secret in any log line', () => {
 // Every driver here must drive a configured provider of a registered kind, or it tests nothing.
 it('every consent driver here drives a configured provider of a registered kind', () => {
   for (const id of Object.keys(consentDrivers)) {
-    expect(providerKinds[local.broker.config.providers[id]!.kind]?.grant).toBe('user_consent');
+    expect(hasConsentFlow(protocolOf(local.broker.config.providers[id]!))).toBe(true);
   }
 });

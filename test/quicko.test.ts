@@ -140,7 +140,8 @@ describe('Quicko consent', () => {
     expect(params.state).toBe(state);
     expect(params.request_token).toMatch(/^sbx_quicko\./);
     // The core's default handle (params.state) finds the flow.
-    expect(quicko.kind.callbackHandle).toBeUndefined();
+    expect(quicko.kind.variant).toBe('user-consent');
+    expect(quicko.kind.startConsent && quicko.kind.callbackHandle).toBeUndefined();
 
     const now = local.clock.t;
     const tokens = await quicko.kind.completeConsent!(quicko.context, {

@@ -9,6 +9,7 @@ import {
   ProviderUnavailableError,
 } from '../shared/errors.ts';
 import { quiptApiBaseUrl, quiptAuthorizeUrl, type QuiptConfig } from '../shared/providers/quipt.ts';
+import { defaultKinds } from '../shared/providers/registry.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { ProviderContext, TokenSet } from '../shared/providers/types.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
@@ -45,7 +46,11 @@ afterEach(() => {
 });
 
 const sandbox = () => local.sandboxes.quipt;
-const kind = () => quipt.kind;
+const kind = () => {
+  const protocol = quipt.kind;
+  if (protocol.variant !== 'request-signing') throw new Error('quipt signs requests');
+  return protocol;
+};
 const newState = () => randomBytes(16).toString('base64url');
 
 /**
@@ -348,7 +353,7 @@ describe('Quipt configuration', () => {
       'https://app.getquipt.com/#/oauth/authorizing?oauth_token=a%2Fb%2Bc',
     );
     expect(quiptApiBaseUrl(production)).toBe('https://api.getquipt.com/v2');
-    expect(quipt.kind.hosts.production).toBe('https://app.getquipt.com');
+    expect(defaultKinds.quipt!.hosts.production).toBe('https://app.getquipt.com');
   });
 
   it('points the sandbox at its own page and API, and takes a template or API base', () => {

@@ -4,7 +4,7 @@ import { ProviderRejectedError } from '../shared/errors.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { TokenSet } from '../shared/providers/types.ts';
 import { nextDueAt, refreshConnection, type RefreshDeps } from '../shared/refresh.ts';
-import { consentTokens, registerTestConsentKind } from './helpers/consent-kind.ts';
+import { consentTokens, testKinds } from './helpers/consent-kind.ts';
 import { silentLogger, startContainer, type Container } from './helpers/containers.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
 
@@ -13,27 +13,28 @@ import { startTestBroker, type TestBroker } from './helpers/local.ts';
 // offline runtime's embedded store and sandbox providers, so only the lease and the conditional
 // writes in the table can keep them from renewing twice or losing a renewal.
 let local: TestBroker;
-let unregisterConsentKind: () => void;
 const containers: Container[] = [];
 
 beforeAll(async () => {
-  unregisterConsentKind = registerTestConsentKind();
   local = await startTestBroker({
-    config: parseConfig({
-      providers: {
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
-        quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
-        // A user-consent provider (renews through the Quidkey sandbox): nothing can mint for it,
-        // so a lost refresh token would lose the connection outright.
-        consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },
+    config: parseConfig(
+      {
+        providers: {
+          quiqup: { kind: 'quiqup', environment: 'sandbox' },
+          quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+          // A user-consent provider (renews through the Quidkey sandbox): nothing can mint for it,
+          // so a lost refresh token would lose the connection outright.
+          consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },
+        },
       },
-    }),
+      { kinds: testKinds },
+    ),
+    kinds: testKinds,
   });
 });
 afterAll(async () => {
   for (const container of containers) container.close();
   await local.close();
-  unregisterConsentKind();
 });
 afterEach(() => {
   local.sandboxes.quidkey.rotateRefreshTokens = false;
@@ -98,7 +99,20 @@ function heldRenewal() {
 /** The configured provider with its kind's refresh replaced (and no mint: nothing to fall back on). */
 function withRefresh(providerId: string, refresh: () => Promise<TokenSet>): ResolvedProvider {
   const provider = local.broker.providers.get(providerId)!;
-  return { ...provider, kind: { ...provider.kind, mint: undefined, refresh } };
+  const kind = provider.kind;
+  if (kind.variant === 'request-signing') throw new Error(`${providerId} cannot refresh`);
+  // A user-consent variant: it renews by refresh only, as the tests need.
+  return {
+    ...provider,
+    kind: {
+      ...kind,
+      variant: 'user-consent',
+      mint: undefined,
+      refresh,
+      startConsent: () => Promise.reject(new Error('not in this test')),
+      completeConsent: () => Promise.reject(new Error('not in this test')),
+    },
+  };
 }
 
 const fakeTokens = (name: string): TokenSet => ({

@@ -5,7 +5,7 @@ import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-s
 import type { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import dynalite from 'dynalite';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
 import { EventBridgePublisher, type LifecycleEvent } from '../shared/events.ts';
 import type { TokenSet } from '../shared/providers/types.ts';
@@ -13,45 +13,48 @@ import { nextDueAt } from '../shared/refresh.ts';
 import { PROVIDER_FAILURE_LIMIT, type RefreshSummary } from '../shared/refresher.ts';
 import type { Connection } from '../shared/store/connection-store.ts';
 import { allDueShards, connectionPk, createTableInput, dueIndex } from '../shared/store/table.ts';
-import { consentTokens, registerTestConsentKind } from './helpers/consent-kind.ts';
+import { consentTokens, testKinds } from './helpers/consent-kind.ts';
 import { startContainer, type Container } from './helpers/containers.ts';
 import { captureOutput, startTestBroker, type TestBroker } from './helpers/local.ts';
 
 // The scheduled refresher against the real offline runtime: the embedded store with its due
 // index, the sandbox providers over HTTP, a shared test clock, and the refresher invoked as the
 // schedule (or a person) would invoke it.
-let unregisterConsentKind: () => void;
 let local: TestBroker;
 const containers: Container[] = [];
 
 const config = () =>
-  parseConfig({
-    // Small caps, so per-provider fairness shows with a handful of connections.
-    refresh: { concurrency: 4, perProviderConcurrency: 2 },
-    providers: {
-      quiqup: { kind: 'quiqup', environment: 'sandbox' },
-      quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
-      // User-consent providers (test-only kind, see helpers/consent-kind.ts): one renews through
-      // the Quidkey sandbox, one through the Quiqup sandbox (so Quiqup's outage reaches it), one
-      // asks for re-consent an hour before the refresh token ends.
-      consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },
-      'consent-q': { kind: 'test-consent', environment: 'sandbox', via: 'quiqup', timeoutMs: 2000 },
-      'consent-ending': {
-        kind: 'test-consent',
-        environment: 'sandbox',
-        via: 'quidkey',
-        reauthLeadSeconds: 3600,
+  parseConfig(
+    {
+      // Small caps, so per-provider fairness shows with a handful of connections.
+      refresh: { concurrency: 4, perProviderConcurrency: 2 },
+      providers: {
+        quiqup: { kind: 'quiqup', environment: 'sandbox' },
+        quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+        // User-consent providers (test-only kind, see helpers/consent-kind.ts): one renews through
+        // the Quidkey sandbox, one through the Quiqup sandbox (so Quiqup's outage reaches it), one
+        // asks for re-consent an hour before the refresh token ends.
+        consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },
+        'consent-q': {
+          kind: 'test-consent',
+          environment: 'sandbox',
+          via: 'quiqup',
+          timeoutMs: 2000,
+        },
+        'consent-ending': {
+          kind: 'test-consent',
+          environment: 'sandbox',
+          via: 'quidkey',
+          reauthLeadSeconds: 3600,
+        },
       },
     },
-  });
+    { kinds: testKinds },
+  );
 
-beforeAll(() => {
-  unregisterConsentKind = registerTestConsentKind();
-});
-afterAll(() => unregisterConsentKind());
 // A fresh runtime per test: an empty table, fresh sandbox counts, no earlier events.
 beforeEach(async () => {
-  local = await startTestBroker({ config: config() });
+  local = await startTestBroker({ config: config(), kinds: testKinds });
 });
 afterEach(async () => {
   for (const container of containers.splice(0)) container.close();
@@ -751,7 +754,9 @@ describe('offline runtime: the due index', () => {
       dynamo.destroy();
       await new Promise<void>((done) => old.close(() => done()));
 
-      await expect(startTestBroker({ dataDir, persist: true, config: config() })).rejects.toThrow(
+      await expect(
+        startTestBroker({ dataDir, persist: true, config: config(), kinds: testKinds }),
+      ).rejects.toThrow(
         `lacks the index(es) due, by-provider. Delete ${join(dataDir, 'dynalite')}`,
       );
     } finally {

@@ -22,7 +22,7 @@ import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
-import { providerKinds } from '../../shared/providers/registry.ts';
+import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import {
   matchRoute,
@@ -44,6 +44,8 @@ export interface LocalBrokerOptions {
   persist?: boolean;
   /** Default: loadConfig() (broker.config.json or BROKER_CONFIG). */
   config?: BrokerConfig;
+  /** The provider kinds the config names (default: the shipped ones; tests add their own). */
+  kinds?: KindRegistry;
   /** One clock for the broker and the sandboxes, so tests can move time. */
   now?: () => number;
   tableName?: string;
@@ -93,10 +95,10 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const tableName = options.tableName ?? 'oauth-token-broker';
 
   const secretsPath = join(dataDir, 'secrets.json');
-  const secrets = ensureSandboxSecrets(secretsPath, config);
+  const secrets = ensureSandboxSecrets(secretsPath, config, options.kinds);
   const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
   const sandboxes = createSandboxes({
-    clients: (kind) => sandboxClients(secrets, config, kind),
+    clients: (kind) => sandboxClients(secrets, config, kind, options.kinds),
     signingKey,
     now,
   });
@@ -182,6 +184,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     secrets: new SecretsFileBackend(secretsPath),
     now,
     sandboxBaseUrl: `${url}/sandbox`,
+    ...(options.kinds ? { kinds: options.kinds } : {}),
     ...(options.http ? { http: options.http } : {}),
   });
   // The handlers are the Lambda handlers, unchanged: they find this broker as their container's.
@@ -322,7 +325,11 @@ type SecretsFile = Record<string, Record<string, string>>;
  * The local secrets file, created on first run with fresh credentials for every provider that
  * points at the sandbox, so a first `npm start` works with no set-up. Existing entries are kept.
  */
-function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
+function ensureSandboxSecrets(
+  path: string,
+  config: BrokerConfig,
+  kinds: KindRegistry | undefined,
+): SecretsFile {
   const secrets: SecretsFile = existsSync(path)
     ? (JSON.parse(readFileSync(path, 'utf8')) as SecretsFile)
     : {};
@@ -330,7 +337,7 @@ function ensureSandboxSecrets(path: string, config: BrokerConfig): SecretsFile {
   for (const [id, provider] of Object.entries(config.providers)) {
     if (provider.environment === 'sandbox' && !secrets[id]) {
       // The kind's fields: an id-like first one (client_id, api_key, consumer_key), secrets after.
-      const [idField, ...secretFields] = providerKinds[provider.kind]!.secretFields;
+      const [idField, ...secretFields] = protocolOf(provider, kinds).secretFields;
       secrets[id] = {
         [idField!]: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
         ...Object.fromEntries(
@@ -348,12 +355,13 @@ function sandboxClients(
   secrets: SecretsFile,
   config: BrokerConfig,
   kind: string,
+  kinds: KindRegistry | undefined,
 ): Map<string, string> {
   const clients = new Map<string, string>();
   for (const [id, provider] of Object.entries(config.providers)) {
     if (provider.kind !== kind) continue;
     // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
-    const [idField, secretField] = providerKinds[kind]!.secretFields;
+    const [idField, secretField] = protocolOf(provider, kinds).secretFields;
     const clientId = secrets[id]?.[idField!];
     const clientSecret = secrets[id]?.[secretField!];
     if (clientId && clientSecret) clients.set(clientId, clientSecret);

@@ -10,7 +10,12 @@ import { publishSafely, type EventPublisher } from '../events.ts';
 import type { BrokerLogger } from '../logger.ts';
 import { describeError } from '../middleware.ts';
 import { getProvider, type ResolvedProvider } from '../providers/resolve.ts';
-import type { CallbackParams, TokenSet } from '../providers/types.ts';
+import {
+  hasConsentFlow,
+  type CallbackParams,
+  type ConsentProtocol,
+  type TokenSet,
+} from '../providers/types.ts';
 import { nextDueAt } from '../refresh.ts';
 import type { Connection, ConnectionStore } from '../store/connection-store.ts';
 import type { ConnectionDirectory } from '../store/connection-directory.ts';
@@ -119,7 +124,7 @@ export class ConnectService {
     const state = randomBytes(32).toString('base64url');
     const callbackUrl = this.callbackUrl(provider.id);
     // The provider is asked first: if it fails, the session stays usable for another try.
-    const started = await provider.kind.startConsent!(provider.context, { callbackUrl, state });
+    const started = await provider.kind.startConsent(provider.context, { callbackUrl, state });
 
     const handleHash = flowHandleHash(provider.id, started.callbackHandle ?? state);
     const browserToken = randomBytes(32).toString('base64url');
@@ -199,7 +204,7 @@ export class ConnectService {
       cookieName,
     };
     try {
-      const tokens = await provider.kind.completeConsent!(provider.context, {
+      const tokens = await provider.kind.completeConsent(provider.context, {
         params,
         callbackUrl: flow.callbackUrl,
         state: flow.state,
@@ -290,14 +295,15 @@ export class ConnectService {
     }
   }
 
-  private consentProvider(providerId: string): ResolvedProvider {
+  private consentProvider(providerId: string): ConsentProvider {
     const provider = getProvider(this.deps.providers, providerId);
-    if (!provider.kind.startConsent || !provider.kind.completeConsent) {
+    const { kind } = provider;
+    if (!hasConsentFlow(kind)) {
       throw new InvalidRequestError(
         `Provider "${provider.id}" uses client credentials; it has no connect flow.`,
       );
     }
-    return provider;
+    return { ...provider, kind };
   }
 
   callbackUrl(providerId: string): string {
@@ -315,6 +321,9 @@ export class ConnectService {
     return base.replace(/\/+$/, '');
   }
 }
+
+/** A provider whose kind has a browser consent flow. */
+type ConsentProvider = ResolvedProvider & { kind: ConsentProtocol<never> };
 
 /** Writes of a consented connection that lose to concurrent writers before giving up. */
 const STORE_ATTEMPTS = 5;

@@ -11,7 +11,13 @@ import {
 } from '../errors.ts';
 import { commonProviderFields } from './common.ts';
 import { isRecord, readOAuthTokenFields, type ProviderResponse } from './http.ts';
-import type { ProviderContext, ProviderKind, ProviderSecret, TokenSet } from './types.ts';
+import type {
+  ProviderContext,
+  ProviderKind,
+  ProviderSecret,
+  TokenSet,
+  UserConsentProtocol,
+} from './types.ts';
 
 /**
  * Any standard OAuth 2.0 provider, from configuration alone: authorization code with PKCE (S256)
@@ -263,12 +269,9 @@ function authorizationError(
   return new ProviderRejectedError(message, { ...(code ? { providerCode: code } : {}) });
 }
 
-export const oauth2: ProviderKind<OAuth2Config> = {
+const authorizationCode: UserConsentProtocol<OAuth2Config> = {
   kind: 'oauth2',
-  configSchema,
-  grant: 'user_consent',
-  // Every URL is in the entry itself: no documented hosts, no environments.
-  hosts: {},
+  variant: 'user-consent',
   secretFields: ['client_id', 'client_secret'],
 
   /** The authorization request (RFC 6749 §4.1.1) with a PKCE S256 challenge (RFC 7636 §4.3). */
@@ -356,4 +359,12 @@ export const oauth2: ProviderKind<OAuth2Config> = {
       throw error;
     }
   },
+};
+
+export const oauth2: ProviderKind<OAuth2Config> = {
+  kind: 'oauth2',
+  configSchema,
+  // Every URL is in the entry itself: no documented hosts, no environments.
+  hosts: {},
+  protocol: () => authorizationCode,
 };

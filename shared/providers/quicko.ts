@@ -8,7 +8,13 @@ import {
 } from '../errors.ts';
 import { commonProviderFields } from './common.ts';
 import { isRecord, parseJson, readOAuthTokenFields, type ProviderResponse } from './http.ts';
-import type { ProviderContext, ProviderKind, SealedCache, TokenSet } from './types.ts';
+import type {
+  ProviderContext,
+  ProviderKind,
+  SealedCache,
+  TokenSet,
+  UserConsentProtocol,
+} from './types.ts';
 
 /**
  * Quicko: a custom redirect flow ("request_token"), exchanged with an API-user token
@@ -237,15 +243,9 @@ function readTokens(response: ProviderResponse, label: string, now: number): Tok
   };
 }
 
-export const quicko: ProviderKind<QuickoConfig> = {
+const protocol: UserConsentProtocol<QuickoConfig> = {
   kind: 'quicko',
-  configSchema,
-  grant: 'user_consent',
-  hosts: {
-    production: 'https://api.sandbox.co.in',
-    test: 'https://test-api.sandbox.co.in',
-    quicko: 'https://api.quicko.com',
-  },
+  variant: 'user-consent',
   // The refresh token lasts a year and cannot be renewed: ask the person to connect again two
   // weeks before it ends (the Connection Needs Reauth event is the team's cue).
   reauthLeadSeconds: 14 * 24 * 3600,
@@ -307,4 +307,15 @@ export const quicko: ProviderKind<QuickoConfig> = {
     const secret = await ctx.secret();
     return { 'x-api-key': secret.api_key!, 'x-api-version': ctx.config.apiVersion ?? '1.0' };
   },
+};
+
+export const quicko: ProviderKind<QuickoConfig> = {
+  kind: 'quicko',
+  configSchema,
+  hosts: {
+    production: 'https://api.sandbox.co.in',
+    test: 'https://test-api.sandbox.co.in',
+    quicko: 'https://api.quicko.com',
+  },
+  protocol: () => protocol,
 };

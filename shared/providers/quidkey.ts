@@ -2,7 +2,12 @@ import { Type, type Static } from '@sinclair/typebox';
 import { asGrantRefused, ProviderRejectedError, ProviderUnavailableError } from '../errors.ts';
 import { commonProviderFields } from './common.ts';
 import { isRecord, parseJson, readOAuthTokenFields, type ProviderResponse } from './http.ts';
-import type { ProviderContext, ProviderKind, TokenSet } from './types.ts';
+import type {
+  ClientCredentialsProtocol,
+  ProviderContext,
+  ProviderKind,
+  TokenSet,
+} from './types.ts';
 
 /**
  * Quidkey: client credentials plus a refresh endpoint, answers in a `{success,data}` envelope
@@ -71,14 +76,9 @@ async function call(
   );
 }
 
-export const quidkey: ProviderKind<QuidkeyConfig> = {
+const protocol: ClientCredentialsProtocol<QuidkeyConfig> = {
   kind: 'quidkey',
-  configSchema,
-  grant: 'client_credentials',
-  hosts: {
-    production: 'https://core.quidkey.com',
-    development: 'https://core-dev.quidkey.com',
-  },
+  variant: 'client-credentials',
   secretFields: ['client_id', 'client_secret'],
   mint: async (ctx) => {
     const secret = await ctx.secret();
@@ -107,4 +107,14 @@ export const quidkey: ProviderKind<QuidkeyConfig> = {
         ? asGrantRefused(error)
         : error;
     }),
+};
+
+export const quidkey: ProviderKind<QuidkeyConfig> = {
+  kind: 'quidkey',
+  configSchema,
+  hosts: {
+    production: 'https://core.quidkey.com',
+    development: 'https://core-dev.quidkey.com',
+  },
+  protocol: () => protocol,
 };

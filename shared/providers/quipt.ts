@@ -10,7 +10,7 @@ import { isUnderUrlPrefix } from '../url-prefix.ts';
 import { commonProviderFields } from './common.ts';
 import type { ProviderResponse } from './http.ts';
 import { oauth1Authorization, readOAuthForm, type OAuth1Credentials } from './oauth1.ts';
-import type { ProviderContext, ProviderKind } from './types.ts';
+import type { ProviderContext, ProviderKind, RequestSigningProtocol } from './types.ts';
 
 /**
  * Quipt: OAuth 1.0a three-legged, HMAC-SHA1 (../shared/seeds/003, providers.md "Quipt").
@@ -106,12 +106,9 @@ function readCredentials(
   return { token, secret, fields };
 }
 
-export const quipt: ProviderKind<QuiptConfig> = {
+const protocol: RequestSigningProtocol<QuiptConfig> = {
   kind: 'quipt',
-  configSchema,
-  grant: 'user_consent',
-  // The OAuth host; the API's is apiBaseUrl (quiptApiBaseUrl).
-  hosts: { production: 'https://app.getquipt.com' },
+  variant: 'request-signing',
   secretFields: ['consumer_key', 'consumer_secret'],
 
   /**
@@ -199,4 +196,12 @@ export const quipt: ProviderKind<QuiptConfig> = {
       { now: ctx.now() },
     );
   },
+};
+
+export const quipt: ProviderKind<QuiptConfig> = {
+  kind: 'quipt',
+  configSchema,
+  // The OAuth host; the API's is apiBaseUrl (quiptApiBaseUrl).
+  hosts: { production: 'https://app.getquipt.com' },
+  protocol: () => protocol,
 };

@@ -1,7 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { commonProviderFields } from './common.ts';
 import { parseJson, readOAuthTokenFields } from './http.ts';
-import type { ProviderContext, ProviderKind, TokenSet } from './types.ts';
+import type {
+  ClientCredentialsProtocol,
+  ProviderContext,
+  ProviderKind,
+  TokenSet,
+} from './types.ts';
 
 /** Quiqup: OAuth 2.0 client credentials (../shared/seeds/001, providers.md "Quiqup"). */
 const configSchema = Type.Object(
@@ -52,15 +57,9 @@ async function tokenRequest(
   );
 }
 
-export const quiqup: ProviderKind<QuiqupConfig> = {
+const protocol: ClientCredentialsProtocol<QuiqupConfig> = {
   kind: 'quiqup',
-  configSchema,
-  grant: 'client_credentials',
-  hosts: {
-    production: 'https://platform-api.quiqup.com',
-    staging: 'https://platform-api.staging.quiqup.com',
-    mock: 'https://developer-docs.quiqup.com/_mock/auth',
-  },
+  variant: 'client-credentials',
   secretFields: ['client_id', 'client_secret'],
   // Minting again is the documented way to renew; repeating it is harmless.
   mint: (ctx) => tokenRequest(ctx, { grant_type: 'client_credentials' }, 'quiqup token', true),
@@ -73,4 +72,15 @@ export const quiqup: ProviderKind<QuiqupConfig> = {
       'quiqup refresh',
       false,
     ),
+};
+
+export const quiqup: ProviderKind<QuiqupConfig> = {
+  kind: 'quiqup',
+  configSchema,
+  hosts: {
+    production: 'https://platform-api.quiqup.com',
+    staging: 'https://platform-api.staging.quiqup.com',
+    mock: 'https://developer-docs.quiqup.com/_mock/auth',
+  },
+  protocol: () => protocol,
 };

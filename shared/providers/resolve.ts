@@ -1,14 +1,15 @@
 import { resolveProviderBaseUrl, type BrokerConfig } from '../config.ts';
-import { UnknownProviderError } from '../errors.ts';
+import { ConfigError, UnknownProviderError } from '../errors.ts';
 import type { SecretSource } from '../secrets.ts';
 import { createProviderHttp, type ProviderHttpOptions } from './http.ts';
-import { providerKinds, type AnyProviderKind } from './registry.ts';
+import { defaultKinds, type AnyProviderProtocol, type KindRegistry } from './registry.ts';
 import type { ProviderContext, SealedCache } from './types.ts';
 
 /** A configured provider, wired once per container: its kind, settings and call context. */
 export interface ResolvedProvider {
   id: string;
-  kind: AnyProviderKind;
+  /** The protocol of its kind for this entry: one variant of ProviderProtocol. */
+  kind: AnyProviderProtocol;
   /** Renew this long before the access token expires (ms). */
   leadMs: number;
   /** Ask for re-consent this long before a refresh token ends (ms; kinds that cannot mint). */
@@ -18,6 +19,8 @@ export interface ResolvedProvider {
 
 export interface ProviderWiring {
   config: BrokerConfig;
+  /** The kinds the config's entries name (default: the shipped ones). */
+  kinds?: KindRegistry;
   secrets: SecretSource;
   now: () => number;
   /** Where `environment: "sandbox"` points (the offline runtime's /sandbox). */
@@ -30,7 +33,10 @@ export interface ProviderWiring {
 export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedProvider> {
   const providers = new Map<string, ResolvedProvider>();
   for (const [id, entry] of Object.entries(wiring.config.providers)) {
-    const kind = providerKinds[entry.kind]!; // parseConfig already refused unknown kinds
+    const definition = (wiring.kinds ?? defaultKinds)[entry.kind];
+    // parseConfig refuses unknown kinds; a config parsed with other kinds than these is a bug.
+    if (!definition) throw new ConfigError(`providers.${id}.kind: unknown kind "${entry.kind}"`);
+    const kind = definition.protocol(entry);
     providers.set(id, {
       id,
       kind,
@@ -39,7 +45,7 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
       context: {
         providerId: id,
         config: entry as never,
-        baseUrl: resolveProviderBaseUrl(entry, kind.hosts, wiring.sandboxBaseUrl),
+        baseUrl: resolveProviderBaseUrl(entry, definition.hosts, wiring.sandboxBaseUrl),
         secret: () => wiring.secrets.get(id, kind.secretFields),
         http: createProviderHttp({
           ...wiring.http,

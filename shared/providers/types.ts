@@ -85,43 +85,30 @@ export interface SignRequest {
   body?: string;
 }
 
-/**
- * A provider *kind*: one module that implements the same few steps for every provider of that
- * kind. The core calls these hooks and never branches on a provider's name.
- */
-export interface ProviderKind<C extends { kind: string } = { kind: string }> {
-  kind: C['kind'];
-  /** JSON Schema (TypeBox) of this kind's entry in broker.config.json. */
-  configSchema: TObject;
-  /**
-   * `client_credentials`: the broker can obtain tokens with no person involved, for the single
-   * connection id "default". `user_consent`: tokens come from a person's consent flow.
-   */
-  grant: 'client_credentials' | 'user_consent';
-  /** Documented hosts by environment name. */
-  hosts: Record<string, string>;
+/** What every variant of a kind's protocol declares. */
+interface ProtocolBase<C> {
+  /** The kind's name, as entries name it (`"kind": "oauth2"`). */
+  kind: string;
+  /** Names of the fields the provider's secret must hold. */
+  secretFields: readonly string[];
   /**
    * Default for `reauthLeadSeconds`: how long before a refresh token's known end the connection
    * turns to needs_reauth, so the person can consent again before anything breaks.
    */
   reauthLeadSeconds?: number;
-  /** Names of the fields the provider's secret must hold. */
-  secretFields: readonly string[];
-  /** Obtain a brand-new token set without a person (client credentials). */
-  mint?(ctx: ProviderContext<C>): Promise<TokenSet>;
-  /** Renew from a refresh token; may return no refresh token, the core keeps the old one. */
-  refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
-  /** The Authorization header value for the access token (default `Bearer <token>`). */
+  /** The Authorization header value for the access token (default `<tokenType> <token>`). */
   authorization?(tokens: TokenSet): string;
   /**
    * Headers besides Authorization that the provider's API wants on every call (Quicko: its
    * `x-api-key` and `x-api-version`). Identifiers only: never a secret.
    */
   apiHeaders?(ctx: ProviderContext<C>): Promise<Record<string, string>>;
+}
 
-  // --- user_consent kinds: the browser flow (see docs/architecture.md, "Connect flows") ---
+/** Consent hooks: the browser flow (see docs/architecture.md, "Connect flows"). */
+interface ConsentHooks<C> {
   /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */
-  startConsent?(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
+  startConsent(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
   /**
    * The flow handle the provider's callback carries: `params.state` by default; OAuth 1.0a uses
    * `oauth_token`. Undefined when it carries none.
@@ -131,10 +118,70 @@ export interface ProviderKind<C extends { kind: string } = { kind: string }> {
    * Finish consent from the callback's parameters. Throws AccessDeniedError when the person
    * declined or cancelled, InvalidRequestError for a malformed callback, provider errors as usual.
    */
-  completeConsent?(ctx: ProviderContext<C>, input: ConsentCallbackInput): Promise<TokenSet>;
-  /**
-   * OAuth 1.0a: the signed `Authorization: OAuth …` header for exactly this request. Secrets
-   * never leave the broker; only the header does.
-   */
-  sign?(ctx: ProviderContext<C>, tokens: TokenSet, request: SignRequest): Promise<string>;
+  completeConsent(ctx: ProviderContext<C>, input: ConsentCallbackInput): Promise<TokenSet>;
+}
+
+/**
+ * The broker obtains tokens with no person involved, for the single connection id "default"
+ * (RFC 6749 §4.4).
+ */
+export interface ClientCredentialsProtocol<C = never> extends ProtocolBase<C> {
+  variant: 'client-credentials';
+  /** Obtain a brand-new token set. */
+  mint(ctx: ProviderContext<C>): Promise<TokenSet>;
+  /** Renew from a refresh token, where the server gave one; the core mints when it is refused. */
+  refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
+  startConsent?: never;
+  completeConsent?: never;
+  sign?: never;
+}
+
+/** Tokens come from a person's consent flow; the token answer hands out the access token. */
+export interface UserConsentProtocol<C = never> extends ProtocolBase<C>, ConsentHooks<C> {
+  variant: 'user-consent';
+  /** Renew from a refresh token; may return no refresh token, the core keeps the old one. */
+  refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
+  mint?: never;
+  sign?: never;
+}
+
+/**
+ * Credentials from a person's consent that never leave the broker (OAuth 1.0a): the token answer
+ * is a signed header for one request. Such credentials do not expire: nothing to refresh.
+ */
+export interface RequestSigningProtocol<C = never> extends ProtocolBase<C>, ConsentHooks<C> {
+  variant: 'request-signing';
+  /** The signed `Authorization` header for exactly this request; secrets never leave the broker. */
+  sign(ctx: ProviderContext<C>, tokens: TokenSet, request: SignRequest): Promise<string>;
+  mint?: never;
+  refresh?: never;
+}
+
+/**
+ * What the core calls for one configured provider: a discriminated union, so each variant's hooks
+ * are required and the compiler says what a kind must implement. The core branches only on the
+ * variant, never on a provider's name.
+ */
+export type ProviderProtocol<C = never> =
+  ClientCredentialsProtocol<C> | UserConsentProtocol<C> | RequestSigningProtocol<C>;
+
+/** The variants with a browser consent flow. */
+export type ConsentProtocol<C = never> = UserConsentProtocol<C> | RequestSigningProtocol<C>;
+
+export function hasConsentFlow<C>(protocol: ProviderProtocol<C>): protocol is ConsentProtocol<C> {
+  return protocol.variant !== 'client-credentials';
+}
+
+/**
+ * A provider *kind*: one module that implements the same few steps for every provider of that
+ * kind, and the schema of its config entries.
+ */
+export interface ProviderKind<C extends { kind: string } = { kind: string }> {
+  kind: C['kind'];
+  /** JSON Schema (TypeBox) of this kind's entry in broker.config.json. */
+  configSchema: TObject;
+  /** Documented hosts by environment name. */
+  hosts: Record<string, string>;
+  /** The protocol of one validated entry (a kind may pick its variant from the entry). */
+  protocol(config: C): ProviderProtocol<C>;
 }

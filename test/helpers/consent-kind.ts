@@ -2,7 +2,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { commonProviderFields } from '../../shared/providers/common.ts';
-import { providerKinds, type AnyProviderKind } from '../../shared/providers/registry.ts';
+import {
+  defaultKinds,
+  type AnyProviderKind,
+  type KindRegistry,
+} from '../../shared/providers/registry.ts';
 import type { TokenSet } from '../../shared/providers/types.ts';
 import type { TestBroker } from './local.ts';
 
@@ -26,26 +30,24 @@ export const testConsentKind: AnyProviderKind = {
     },
     { additionalProperties: false },
   ),
-  grant: 'user_consent',
   hosts: {},
-  secretFields: ['client_id', 'client_secret'],
-  refresh: (ctx, current) => {
-    const via = (ctx.config as { via: 'quidkey' | 'quiqup' }).via;
-    const sandboxRoot = ctx.baseUrl.slice(0, ctx.baseUrl.lastIndexOf('/'));
-    return providerKinds[via]!.refresh!({ ...ctx, baseUrl: `${sandboxRoot}/${via}` }, current);
-  },
+  protocol: (config: { via: 'quidkey' | 'quiqup' }) => ({
+    kind: 'test-consent',
+    variant: 'user-consent',
+    secretFields: ['client_id', 'client_secret'],
+    startConsent: () => Promise.reject(new Error('test-consent has no consent page')),
+    completeConsent: () => Promise.reject(new Error('test-consent has no consent page')),
+    refresh: (ctx, current) => {
+      const via = defaultKinds[config.via]!.protocol({ kind: config.via });
+      if (!via.refresh) throw new Error(`${config.via} cannot refresh`);
+      const sandboxRoot = ctx.baseUrl.slice(0, ctx.baseUrl.lastIndexOf('/'));
+      return via.refresh({ ...ctx, baseUrl: `${sandboxRoot}/${config.via}` }, current);
+    },
+  }),
 };
 
-/**
- * Registers the test kind (providerKinds is a plain object: config parsing and provider
- * resolution look kinds up there); the returned function removes it again.
- */
-export function registerTestConsentKind(): () => void {
-  providerKinds['test-consent'] = testConsentKind;
-  return () => {
-    delete providerKinds['test-consent'];
-  };
-}
+/** The shipped kinds plus the test kind, for the tests' own brokers and configs. */
+export const testKinds: KindRegistry = { ...defaultKinds, 'test-consent': testConsentKind };
 
 /**
  * Fresh tokens as a person's consent would leave them: an access and a refresh token from the

@@ -55,6 +55,7 @@ export async function startContainer(
   );
   const broker = createBroker({
     config: local.broker.config,
+    kinds: local.broker.kinds,
     dynamo,
     tableName: local.tableName,
     keys: LocalKeyManager.fromEnvironmentOrFile(

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { LambdaClient, InvokeCommand } from '@aws-sdk/client-lambda';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { parseConfig, type BrokerConfig } from '../../shared/config.ts';
+import type { KindRegistry } from '../../shared/providers/registry.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
 
 /** A clock the broker and the sandboxes share, so a test can move time instead of waiting. */
@@ -41,7 +42,12 @@ export interface TestBroker extends LocalBroker {
  * @aws-sdk/client-lambda, as a service would call the deployed function.
  */
 export async function startTestBroker(
-  options: { dataDir?: string; persist?: boolean; config?: BrokerConfig } = {},
+  options: {
+    dataDir?: string;
+    persist?: boolean;
+    config?: BrokerConfig;
+    kinds?: KindRegistry;
+  } = {},
 ): Promise<TestBroker> {
   const clock = new TestClock();
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'broker-test-'));
@@ -50,6 +56,7 @@ export async function startTestBroker(
     dataDir,
     persist: options.persist ?? false,
     config: options.config ?? testConfig(),
+    ...(options.kinds ? { kinds: options.kinds } : {}),
     now: clock.now,
     http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
     // Tests run the refresher when they mean to; a real-time schedule would race their clock.

@@ -10,7 +10,8 @@ import { loadConfig, parseConfig, type BrokerConfig } from '../../shared/config.
 import { FlowStore } from '../../shared/connect/flow-store.ts';
 import { Envelope } from '../../shared/crypto/envelope.ts';
 import type { KeyManager } from '../../shared/crypto/key-manager.ts';
-import { providerKinds } from '../../shared/providers/registry.ts';
+import { protocolOf } from '../../shared/providers/registry.ts';
+import { hasConsentFlow } from '../../shared/providers/types.ts';
 import { ConnectionStore } from '../../shared/store/connection-store.ts';
 import { DynamoSealedCache } from '../../shared/store/sealed-cache.ts';
 import {
@@ -51,7 +52,7 @@ type FunctionName = (typeof functionNames)[number];
 /** Provider ids of the configuration whose kind has a consent flow (never by kind name). */
 const consentProviders = (config: BrokerConfig) =>
   Object.entries(config.providers)
-    .filter(([, provider]) => providerKinds[provider.kind]?.grant === 'user_consent')
+    .filter(([, provider]) => hasConsentFlow(protocolOf(provider)))
     .map(([id]) => id);
 
 function environmentOf(fn: Resource): Record<string, unknown> {
@@ -375,7 +376,7 @@ describe('BrokerStack (stage prod)', () => {
     it('creates one placeholder secret per provider, in its kind’s shape, never a value', () => {
       expect(Object.keys(secretIds).sort()).toEqual(Object.keys(config.providers).sort());
       for (const [providerId, provider] of Object.entries(config.providers)) {
-        const fields = providerKinds[provider.kind]!.secretFields;
+        const fields = protocolOf(provider).secretFields;
         template.hasResourceProperties('AWS::SecretsManager::Secret', {
           Name: `oauth-token-broker/${providerId}`,
           SecretString: Match.absent(),
@@ -391,7 +392,9 @@ describe('BrokerStack (stage prod)', () => {
 
     it('puts no secret value in any function environment', () => {
       const environments = functionNames.map((name) => environmentOf(fn(name)));
-      const secretFields = new Set(Object.values(providerKinds).flatMap((k) => k.secretFields));
+      const secretFields = new Set(
+        Object.values(config.providers).flatMap((entry) => protocolOf(entry).secretFields),
+      );
       for (const environment of environments) {
         const names = Object.keys(environment);
         const suggestsValue = names.filter(
@@ -434,7 +437,7 @@ describe('BrokerStack (stage prod)', () => {
     it('hands the functions a configuration that validates, as a plain string', () => {
       const text = environmentOf(fn('token')).BROKER_CONFIG_JSON;
       expect(typeof text).toBe('string');
-      const deployed = parseConfig(JSON.parse(text as string), 'BROKER_CONFIG_JSON');
+      const deployed = parseConfig(JSON.parse(text as string), { source: 'BROKER_CONFIG_JSON' });
       expect(Object.keys(deployed.providers)).toEqual(Object.keys(config.providers));
       expect(deployed.$schema).toBeUndefined();
       expect(deployed.publicBaseUrl).toBeUndefined(); // BROKER_PUBLIC_BASE_URL carries it
