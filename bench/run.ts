@@ -40,7 +40,7 @@ const int = (name: keyof typeof args): number => {
 
 const provider = 'quiqup';
 const config = parseConfig({
-  providers: { [provider]: { kind: 'quiqup', environment: 'sandbox' } },
+  providers: { [provider]: { catalog: 'quiqup', environment: 'sandbox' } },
 });
 const options = {
   fetches: int('fetches'),

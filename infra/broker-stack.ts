@@ -29,6 +29,7 @@ import { NagSuppressions } from 'cdk-nag';
 import type { Construct } from 'constructs';
 import type { BrokerConfig } from '../shared/config.ts';
 import { eventSource } from '../shared/events.ts';
+import { withoutCatalogFields } from '../shared/providers/catalog.ts';
 import { protocolOf } from '../shared/providers/registry.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { refresherTimeoutSeconds } from '../shared/refresher.ts';
@@ -461,7 +462,12 @@ export class BrokerStack extends Stack {
    */
   private configEnvironmentValue(config: BrokerConfig): string {
     const { $schema: _schema, publicBaseUrl: _publicBaseUrl, ...rest } = config;
-    const value = JSON.stringify(rest);
+    // Catalog-based entries ship as written (the catalog id and overrides): the functions merge
+    // the catalog, which is part of their code, again when they read the configuration.
+    const providers = Object.fromEntries(
+      Object.entries(rest.providers).map(([id, entry]) => [id, withoutCatalogFields(entry)]),
+    );
+    const value = JSON.stringify({ ...rest, providers });
     const size = Buffer.byteLength(value);
     if (size > maxConfigEnvBytes) {
       throw new Error(

@@ -4,6 +4,7 @@ import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typeb
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.ts';
 import type { CommonProviderConfig } from './providers/common.ts';
+import { defaultCatalog, withCatalogEntry, type Catalog } from './providers/catalog.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
 
 // TypeBox checks only the formats it is told about: without this, every `format: 'uri'` field
@@ -90,8 +91,14 @@ export const configSchema = Type.Object(
     connect: connectSchema,
     providers: Type.Record(
       Type.String({ pattern: providerIdPattern }),
-      Type.Object({ kind: Type.String() }, { additionalProperties: true }),
-      { description: 'Provider id → its settings; the id names the secret and the connections.' },
+      Type.Object(
+        { kind: Type.Optional(Type.String()), catalog: Type.Optional(Type.String()) },
+        { additionalProperties: true },
+      ),
+      {
+        description:
+          'Provider id → its settings: `"catalog": "<id>"` plus overrides, or a `kind` with every field inline. The id names the secret and the connections.',
+      },
     ),
   },
   { additionalProperties: false },
@@ -103,9 +110,21 @@ export type BrokerConfig = Omit<Static<typeof configSchema>, 'providers'> & {
 };
 
 /** The JSON Schema editors use for broker.config.json (written by `npm run schema`). */
-export function configJsonSchema(kinds: KindRegistry = defaultKinds): Record<string, unknown> {
+export function configJsonSchema(
+  kinds: KindRegistry = defaultKinds,
+  catalog: Catalog = defaultCatalog,
+): Record<string, unknown> {
   const providerEntry = {
-    oneOf: Object.values(kinds).map((kind) => kind.configSchema),
+    oneOf: [
+      ...Object.values(kinds).map((kind) => kind.configSchema),
+      // A catalog entry with overrides; the merged entry is checked against its kind's schema.
+      {
+        type: 'object',
+        required: ['catalog'],
+        properties: { catalog: { enum: [...catalog.keys()] } },
+        not: { required: ['kind'] },
+      },
+    ],
   };
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -135,32 +154,78 @@ export interface ParseConfigOptions {
   source?: string;
   /** The kinds entries may name (default: the shipped ones). */
   kinds?: KindRegistry;
+  /** The catalog entries may name (default: shared/providers/catalog). */
+  catalog?: Catalog;
 }
 
 /** Validates a parsed config, applies defaults, and throws ConfigError naming the bad key. */
 export function parseConfig(raw: unknown, options: ParseConfigOptions = {}): BrokerConfig {
   const source = options.source ?? 'broker.config.json';
   const kinds = options.kinds ?? defaultKinds;
+  const catalog = options.catalog ?? defaultCatalog;
   const withDefaults = Value.Default(configSchema, structuredClone(raw));
   const topError = firstError(configSchema, withDefaults, '');
   if (topError) throw new ConfigError(`${source}: ${topError}`);
   const config = withDefaults as BrokerConfig;
-  for (const [id, entry] of Object.entries(config.providers)) {
+  for (const [id, given] of Object.entries(config.providers)) {
     if (!new RegExp(providerIdPattern).test(id)) {
       throw new ConfigError(
         `${source}: providers.${id}: a provider id is lower-case letters, digits, - and _`,
       );
     }
-    const kind = Object.hasOwn(kinds, entry.kind) ? kinds[entry.kind] : undefined;
+    const merged = withCatalogEntry(given, catalog, `providers.${id}`);
+    if ('error' in merged) throw new ConfigError(`${source}: ${merged.error}`);
+    const entry = withEnvironmentOverrides(merged.entry, given.catalog !== undefined, given);
+    const kindName = typeof entry.kind === 'string' ? entry.kind : undefined;
+    const kind = kindName && Object.hasOwn(kinds, kindName) ? kinds[kindName] : undefined;
     if (!kind) {
+      const hint =
+        kindName && catalog.has(kindName)
+          ? ` (for the catalog entry: "catalog": "${kindName}")`
+          : '';
       throw new ConfigError(
-        `${source}: providers.${id}.kind: unknown kind "${entry.kind}" (known: ${Object.keys(kinds).join(', ')})`,
+        `${source}: providers.${id}.kind: unknown kind "${kindName ?? ''}"${hint} (known: ${Object.keys(kinds).join(', ')})`,
       );
     }
-    const entryError = firstError(kind.configSchema, entry, `providers.${id}`);
+    const entryError =
+      firstError(kind.configSchema, entry, `providers.${id}`) ??
+      environmentError(entry as ProviderConfig, `providers.${id}`) ??
+      prefixed(`providers.${id}`, kind.checkEntry?.(entry as never));
     if (entryError) throw new ConfigError(`${source}: ${entryError}`);
+    config.providers[id] = entry as ProviderConfig;
   }
   return config;
+}
+
+/**
+ * The environment's overrides (`environmentOverrides[environment]`) applied: over the catalog's
+ * fields, under the entry's own (a catalog-based entry); over the entry's fields (an inline one,
+ * where both are the same author's).
+ */
+function withEnvironmentOverrides(
+  merged: Record<string, unknown>,
+  fromCatalog: boolean,
+  own: Record<string, unknown>,
+): Record<string, unknown> {
+  const environment = (merged.environment ?? merged.defaultEnvironment) as string | undefined;
+  const overrides = (merged.environmentOverrides as Record<string, Record<string, unknown>>)?.[
+    environment ?? ''
+  ];
+  if (!overrides || typeof overrides !== 'object') return merged;
+  return fromCatalog ? { ...merged, ...overrides, ...own } : { ...merged, ...overrides };
+}
+
+/** An environment the entry does not list is refused (sandbox: the offline runtime's). */
+function environmentError(entry: ProviderConfig, where: string): string | undefined {
+  const environment = entry.environment;
+  if (environment === undefined || environment === 'sandbox' || entry.baseUrl) return undefined;
+  const known = Object.keys(entry.environments ?? {});
+  if (known.includes(environment)) return undefined;
+  return `${where}.environment: unknown environment "${environment}" (known: ${[...known, 'sandbox'].join(', ')})`;
+}
+
+function prefixed(where: string, message: string | undefined): string | undefined {
+  return message === undefined ? undefined : `${where}.${message}`;
 }
 
 /**
@@ -193,24 +258,23 @@ function parseJsonText(text: string, source: string): unknown {
 }
 
 /**
- * The provider's API base URL: an explicit `baseUrl`, else the documented host of its
- * `environment`, else (environment "sandbox") the offline runtime's sandbox for that kind.
+ * The provider's base URL ({baseUrl} in its URLs): an explicit `baseUrl`, else its environment's
+ * (`environment`, else `defaultEnvironment`) from `environments`, else for environment "sandbox"
+ * the offline runtime's sandbox of its catalog entry. Empty when the entry has no environments
+ * (every URL absolute).
  */
-export function resolveProviderBaseUrl(
-  provider: ProviderConfig,
-  hosts: Record<string, string>,
-  sandboxBaseUrl: string,
-): string {
+export function resolveProviderBaseUrl(provider: ProviderConfig, sandboxBaseUrl: string): string {
+  const environment = provider.environment ?? provider.defaultEnvironment;
   const url =
     provider.baseUrl ??
-    (provider.environment === 'sandbox'
-      ? `${sandboxBaseUrl}/${provider.kind}`
-      : hosts[provider.environment ?? '']);
+    provider.environments?.[environment ?? ''] ??
+    (environment === 'sandbox'
+      ? `${sandboxBaseUrl}/${provider.catalog ?? provider.kind}`
+      : undefined);
   if (!url) {
-    // A kind with no documented hosts (oauth2) keeps every URL in its own entry: no base URL.
-    if (Object.keys(hosts).length === 0 && provider.environment === undefined) return '';
+    if (environment === undefined) return '';
     throw new ConfigError(
-      `providers: kind ${provider.kind} has no host for environment "${provider.environment}"; set baseUrl`,
+      `providers: no base URL for environment "${environment}" of kind ${provider.kind}; set baseUrl`,
     );
   }
   return url.replace(/\/+$/, '');

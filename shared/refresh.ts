@@ -211,7 +211,7 @@ async function createConnection(
 /**
  * New tokens from the provider: refresh while a refresh token lives, else (or when the provider
  * refuses the refresh token) mint afresh where the kind can. A refresh answer without a refresh
- * token keeps the old one (Quidkey's guide, RFC 6749 §6).
+ * token keeps the old one (RFC 6749 §6: the server MAY issue a new one).
  */
 export async function renewTokens(
   deps: Pick<RefreshDeps, 'now' | 'logger'>,

@@ -120,7 +120,7 @@ describe.skipIf(!motoUrl)('AWS adapters against moto', () => {
         BROKER_SECRETS_PREFIX: `${prefix}-env`,
         BROKER_SANDBOX_URL: `${local.url}/sandbox`,
         BROKER_CONFIG_JSON: JSON.stringify({
-          providers: { quidkey: { kind: 'quidkey', environment: 'sandbox' } },
+          providers: { quidkey: { catalog: 'quidkey', environment: 'sandbox' } },
         }),
       };
       // The SDK clients take their endpoint from the standard variables, as in any emulator set-up.

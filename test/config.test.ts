@@ -7,8 +7,6 @@ import {
   resolveProviderBaseUrl,
 } from '../shared/config.ts';
 import { ConfigError } from '../shared/errors.ts';
-import { quidkey } from '../shared/providers/quidkey.ts';
-import { quiqup } from '../shared/providers/quiqup.ts';
 
 describe('configuration', () => {
   it('loads the committed broker.config.json and applies defaults', () => {
@@ -25,21 +23,21 @@ describe('configuration', () => {
 
   it.each([
     [
-      { providers: { quiqup: { kind: 'quiqup', environment: 'prod' } } },
+      { providers: { quiqup: { catalog: 'quiqup', environment: 'prod' } } },
       'providers.quiqup.environment',
     ],
     [{ providers: { quiqup: { kind: 'nope' } } }, 'providers.quiqup.kind: unknown kind "nope"'],
     [
-      { providers: { quiqup: { kind: 'quiqup', environment: 'staging', baseUrl: 'ftp://x' } } },
+      { providers: { quiqup: { catalog: 'quiqup', environment: 'staging', baseUrl: 'ftp://x' } } },
       'providers.quiqup.baseUrl',
     ],
     [
-      { providers: { quidkey: { kind: 'quidkey', environment: 'production', extra: 1 } } },
+      { providers: { quidkey: { catalog: 'quidkey', environment: 'production', extra: 1 } } },
       'providers.quidkey',
     ],
     [{ providers: {}, refresh: { leadSeconds: -1 } }, 'refresh.leadSeconds'],
     [{ providers: {}, allowedReturnTo: ['javascript:alert(1)'] }, 'allowedReturnTo.0'],
-    [{ providers: { 'Bad Id': { kind: 'quiqup', environment: 'mock' } } }, 'providers'],
+    [{ providers: { 'Bad Id': { catalog: 'quiqup', environment: 'mock' } } }, 'providers'],
     [{ provider: {} }, 'provider'],
   ])('refuses a bad file and names the key: %j', (raw, key) => {
     expect(() => parseConfig(raw)).toThrowError(ConfigError);
@@ -55,33 +53,60 @@ describe('configuration', () => {
     );
   });
 
-  it('resolves each documented environment and lets baseUrl override it', () => {
+  it('resolves each documented environment of a catalog entry and lets baseUrl override it', () => {
     const sandbox = 'http://localhost:3000/sandbox';
+    const baseUrl = (entry: Record<string, unknown>) =>
+      resolveProviderBaseUrl(parseConfig({ providers: { p: entry } }).providers.p!, sandbox);
+    expect(baseUrl({ catalog: 'quiqup', environment: 'production' })).toBe(
+      'https://platform-api.quiqup.com',
+    );
+    expect(baseUrl({ catalog: 'quiqup' })).toBe('https://platform-api.quiqup.com');
+    expect(baseUrl({ catalog: 'quiqup', environment: 'staging' })).toBe(
+      'https://platform-api.staging.quiqup.com',
+    );
+    expect(baseUrl({ catalog: 'quiqup', environment: 'mock' })).toBe(
+      'https://developer-docs.quiqup.com/_mock/auth',
+    );
+    expect(baseUrl({ catalog: 'quidkey', environment: 'development' })).toBe(
+      'https://core-dev.quidkey.com',
+    );
+    // sandbox is one more environment, resolved by the runtime: /sandbox/<catalog id>.
+    expect(baseUrl({ catalog: 'quidkey', environment: 'sandbox' })).toBe(
+      'http://localhost:3000/sandbox/quidkey',
+    );
     expect(
-      resolveProviderBaseUrl({ kind: 'quiqup', environment: 'production' }, quiqup.hosts, sandbox),
-    ).toBe('https://platform-api.quiqup.com');
-    expect(
-      resolveProviderBaseUrl({ kind: 'quiqup', environment: 'staging' }, quiqup.hosts, sandbox),
-    ).toBe('https://platform-api.staging.quiqup.com');
-    expect(
-      resolveProviderBaseUrl({ kind: 'quiqup', environment: 'mock' }, quiqup.hosts, sandbox),
-    ).toBe('https://developer-docs.quiqup.com/_mock/auth');
-    expect(
-      resolveProviderBaseUrl(
-        { kind: 'quidkey', environment: 'development' },
-        quidkey.hosts,
-        sandbox,
-      ),
-    ).toBe('https://core-dev.quidkey.com');
-    expect(
-      resolveProviderBaseUrl({ kind: 'quidkey', environment: 'sandbox' }, quidkey.hosts, sandbox),
-    ).toBe('http://localhost:3000/sandbox/quidkey');
-    expect(
-      resolveProviderBaseUrl(
-        { kind: 'quidkey', environment: 'production', baseUrl: 'http://mock.test/q/' },
-        quidkey.hosts,
-        sandbox,
-      ),
+      baseUrl({ catalog: 'quidkey', environment: 'production', baseUrl: 'http://mock.test/q/' }),
     ).toBe('http://mock.test/q');
+    // A provider whose own docs name a "sandbox" keeps it: the offline one is only a fallback.
+    expect(baseUrl({ catalog: 'salesforce', environment: 'sandbox' })).toBe(
+      'https://test.salesforce.com',
+    );
+  });
+
+  it('merges a catalog entry with the overrides of broker.config.json', () => {
+    const { providers } = parseConfig({
+      providers: {
+        quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+        salesforce: { catalog: 'salesforce', scopes: ['api'] },
+      },
+    });
+    expect(providers.quidkey).toMatchObject({
+      kind: 'oauth2',
+      grant: 'client_credentials',
+      tokenResponsePath: 'data',
+      refreshLeadSeconds: 60,
+    });
+    expect(providers.salesforce!.scopes).toEqual(['api']);
+    expect(providers.salesforce!.displayName).toBe('Salesforce');
+    expect(() => parseConfig({ providers: { x: { catalog: 'nope' } } })).toThrowError(
+      'providers.x.catalog: no catalog entry "nope"',
+    );
+    expect(() =>
+      parseConfig({ providers: { x: { catalog: 'quiqup', kind: 'oauth1' } } }),
+    ).toThrowError('providers.x.kind');
+    // A seed's old kind name points at its catalog entry.
+    expect(() => parseConfig({ providers: { x: { kind: 'quiqup' } } })).toThrowError(
+      '"catalog": "quiqup"',
+    );
   });
 });

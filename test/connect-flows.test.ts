@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { parseConfig } from '../shared/config.ts';
 import { protocolOf } from '../shared/providers/registry.ts';
@@ -49,9 +49,9 @@ beforeAll(async () => {
     config: parseConfig({
       allowedReturnTo: ['http://app.test/integrations/'],
       providers: {
-        quidkey: { kind: 'quidkey', environment: 'sandbox' },
-        quicko: { kind: 'quicko', environment: 'sandbox' },
-        quipt: { kind: 'quipt', environment: 'sandbox' },
+        quidkey: { catalog: 'quidkey', environment: 'sandbox' },
+        quicko: { catalog: 'quicko', environment: 'sandbox' },
+        quipt: { catalog: 'quipt', environment: 'sandbox' },
         acme: {
           kind: 'oauth2',
           authorizationUrl: oidc.authorizationUrl,
@@ -290,8 +290,8 @@ describe.each(['quicko', 'quipt', 'acme'])('connect flow: %s', (provider) => {
   it('a tampered state finds no flow: 400, nothing stored', async () => {
     const flow = await startAndConsent(provider, 'tampered');
     const url = new URL(flow.callbackUrl);
-    const handleName = url.searchParams.has('oauth_token') ? 'oauth_token' : 'state';
-    url.searchParams.set(handleName, `${url.searchParams.get(handleName)}x`);
+    // Every kind's callback carries our state (OAuth 1.0a and Quicko: inside the callback URL).
+    url.searchParams.set('state', `${url.searchParams.get('state')}x`);
     const tampered = await flow.browser.request(url.toString());
     expect(tampered.status).toBe(400);
     expect(await local.broker.store.get(provider, 'tampered')).toBeUndefined();
@@ -423,6 +423,33 @@ describe('connect sessions and routes: refusals', () => {
     expect(response.headers.get('content-type')).toMatch(/text\/html/);
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+  });
+});
+
+describe('connect flow: an OAuth 1.0a denial without oauth_token', () => {
+  afterEach(() => {
+    local.sandboxes.quipt.denialCarriesToken = true;
+  });
+
+  it('finds its flow by our state and lands on returnTo with status=error&error=access_denied', async () => {
+    // OAuth problem reporting lets the provider send oauth_problem=user_refused alone.
+    local.sandboxes.quipt.denialCarriesToken = false;
+    const flow = await startAndConsent('quipt', 'refused-bare', { choice: 'deny' });
+    const sent = new URL(flow.callbackUrl).searchParams;
+    expect(sent.has('oauth_token')).toBe(false);
+    expect(sent.get('oauth_problem')).toBe('user_refused');
+    const done = await finish(flow);
+    expect(done.status).toBe(302);
+    expect(done.location?.host).toBe(APP_HOST);
+    expect(Object.fromEntries(done.location!.searchParams)).toEqual({
+      status: 'error',
+      error: 'access_denied',
+      provider: 'quipt',
+      connection_id: 'refused-bare',
+    });
+    expect(await local.broker.store.get('quipt', 'refused-bare')).toBeUndefined();
+    // The flow was consumed: the same callback again finds nothing.
+    expect((await finish(flow)).status).toBe(400);
   });
 });
 

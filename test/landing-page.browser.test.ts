@@ -24,9 +24,9 @@ beforeAll(async () => {
   local = await startTestBroker({
     config: parseConfig({
       providers: {
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
-        quicko: { kind: 'quicko', environment: 'sandbox' },
-        quipt: { kind: 'quipt', environment: 'sandbox' },
+        quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+        quicko: { catalog: 'quicko', environment: 'sandbox' },
+        quipt: { catalog: 'quipt', environment: 'sandbox' },
       },
     }),
   });

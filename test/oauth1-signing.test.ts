@@ -5,7 +5,7 @@ import {
   oauth1Authorization,
   readOAuthForm,
   signatureBaseString,
-} from '../shared/providers/oauth1.ts';
+} from '../shared/providers/oauth1-signing.ts';
 import {
   oauth1BaseString,
   oauth1Signature,

@@ -440,7 +440,7 @@ describe('oauth2 failures of the token endpoint', () => {
     faultyMode = 'garbage';
     const error = await exchange().catch((error: unknown) => error);
     expect(error).toBeInstanceOf(ProviderUnavailableError);
-    expect((error as Error).message).toMatch(/not a valid token response/);
+    expect((error as Error).message).toMatch(/carried no access token/);
   });
 
   it('sends the client credentials as configured: HTTP Basic (form-encoded first) or in the body', async () => {

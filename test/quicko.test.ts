@@ -29,7 +29,7 @@ beforeAll(async () => {
   local = await startTestBroker({
     config: parseConfig({
       allowedReturnTo: ['http://localhost/'],
-      providers: { quicko: { kind: 'quicko', environment: 'sandbox' } },
+      providers: { quicko: { catalog: 'quicko', environment: 'sandbox' } },
     }),
   });
   quicko = local.broker.providers.get('quicko')!;
@@ -139,9 +139,8 @@ describe('Quicko consent', () => {
     expect(`${location.origin}${location.pathname}`).toBe(callbackUrl);
     expect(params.state).toBe(state);
     expect(params.request_token).toMatch(/^sbx_quicko\./);
-    // The core's default handle (params.state) finds the flow.
+    // The core finds the flow by params.state, which rides inside the callback URL.
     expect(quicko.kind.variant).toBe('user-consent');
-    expect(quicko.kind.startConsent && quicko.kind.callbackHandle).toBeUndefined();
 
     const now = local.clock.t;
     const tokens = await quicko.kind.completeConsent!(quicko.context, {
@@ -190,10 +189,11 @@ describe('Quicko consent', () => {
 
   it('consent page: the sandbox one for environment sandbox, the documented host otherwise, or as configured', async () => {
     const input = { callbackUrl: 'https://broker.example/callback/quicko', state: 'abc' };
-    const production = await quicko.kind.startConsent!(
-      withConfig({ environment: 'production' }),
-      input,
-    );
+    // The catalog entry as configured for production: its documented consent page.
+    const productionEntry = parseConfig({
+      providers: { quicko: { catalog: 'quicko', environment: 'production' } },
+    }).providers.quicko as QuickoConfig;
+    const production = await quicko.kind.startConsent!(withConfig(productionEntry), input);
     expect(production.authorizationUrl).toMatch(/^https:\/\/oauth\.quicko\.com\/login\?api_key=/);
     const configured = await quicko.kind.startConsent!(
       withConfig({ consentUrl: 'https://consent.example/oauth/login?lang=en' }),

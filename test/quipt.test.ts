@@ -8,17 +8,16 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../shared/errors.ts';
-import { quiptApiBaseUrl, quiptAuthorizeUrl, type QuiptConfig } from '../shared/providers/quipt.ts';
-import { defaultKinds } from '../shared/providers/registry.ts';
+import { oauth1ApiBaseUrl, type OAuth1Config } from '../shared/providers/oauth1.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { ProviderContext, TokenSet } from '../shared/providers/types.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
 
-// The Quipt kind (OAuth 1.0a, HMAC-SHA1) against the sandbox Quipt over real HTTP. The sandbox
+// Quipt (the catalog's oauth1 entry: OAuth 1.0a, HMAC-SHA1) against the sandbox Quipt over real HTTP. The sandbox
 // verifies every signature with its own RFC 5849 code, so a 200 means the broker signed right.
 let local: TestBroker;
 let quipt: ResolvedProvider;
-let ctx: ProviderContext<QuiptConfig>;
+let ctx: ProviderContext<OAuth1Config>;
 let callbackUrl: string;
 let apiBase: string;
 let consumerSecret: string;
@@ -28,15 +27,15 @@ beforeAll(async () => {
     config: parseConfig({
       allowedReturnTo: ['http://localhost/'],
       providers: {
-        quipt: { kind: 'quipt', environment: 'sandbox' },
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
+        quipt: { catalog: 'quipt', environment: 'sandbox' },
+        quiqup: { catalog: 'quiqup', environment: 'sandbox' },
       },
     }),
   });
   quipt = local.broker.providers.get('quipt')!;
-  ctx = quipt.context as unknown as ProviderContext<QuiptConfig>;
+  ctx = quipt.context as unknown as ProviderContext<OAuth1Config>;
   callbackUrl = `${local.url}/callback/quipt`;
-  apiBase = quiptApiBaseUrl(ctx);
+  apiBase = oauth1ApiBaseUrl(ctx);
   consumerSecret = (await ctx.secret()).consumer_secret!;
 });
 afterAll(() => local.close());
@@ -123,16 +122,17 @@ describe('Quipt consent (OAuth 1.0a three-legged)', () => {
       `${local.url}/sandbox/quipt/oauth/authorizing`,
     );
     const requestToken = authorizationUrl.searchParams.get('oauth_token')!;
-    expect(started.callbackHandle).toBe(requestToken);
+    expect(started.flowSecrets?.requestToken).toBe(requestToken);
     expect(started.flowSecrets?.requestTokenSecret).toEqual(expect.any(String));
     expect(started.authorizationUrl).not.toContain(started.flowSecrets!.requestTokenSecret);
-    expect(started.callbackUrl).toBeUndefined(); // ours, unchanged: oauth_token is the handle
+    // Our state rides in the callback URL: the callback finds its flow by it, denial or not.
+    expect(started.callbackUrl).toBe(`${callbackUrl}?state=${state}`);
 
     const { location, params } = await authorizeAt(started.authorizationUrl, 'allow');
     expect(`${location.origin}${location.pathname}`).toBe(callbackUrl);
+    expect(params.state).toBe(state);
     expect(params.oauth_token).toBe(requestToken);
     expect(params.oauth_verifier).toEqual(expect.any(String));
-    expect(kind().callbackHandle!(params)).toBe(started.callbackHandle);
 
     const tokens = await kind().completeConsent!(ctx, {
       params,
@@ -217,24 +217,24 @@ describe('Quipt consent (OAuth 1.0a three-legged)', () => {
 
   it('a wrong consumer secret fails initiate at the sandbox: provider_rejected', async () => {
     const secret = await ctx.secret();
-    const wrong: ProviderContext<QuiptConfig> = {
+    const wrong: ProviderContext<OAuth1Config> = {
       ...ctx,
       secret: async () => ({ ...secret, consumer_secret: 'tampered' }),
     };
     const error = await failure(kind().startConsent!(wrong, { callbackUrl, state: newState() }));
     expect(error).toBeInstanceOf(ProviderRejectedError);
     expect(error).toMatchObject({ status: 401 });
-    expect(error.message).toBe('The quipt initiate call was refused (HTTP 401).');
+    expect(error.message).toBe('The quipt request token call was refused (HTTP 401).');
   });
 
   it('a wrong request-token secret fails the exchange: provider_rejected', async () => {
-    const { state, params } = await consentedCallback();
+    const { state, started, params } = await consentedCallback();
     const error = await failure(
       kind().completeConsent!(ctx, {
         params,
         callbackUrl,
         state,
-        flowSecrets: { requestTokenSecret: 'tampered' },
+        flowSecrets: { ...started.flowSecrets, requestTokenSecret: 'tampered' },
       }),
     );
     expect(error).toBeInstanceOf(ProviderRejectedError);
@@ -267,8 +267,11 @@ describe('Quipt consent (OAuth 1.0a three-legged)', () => {
     const state = newState();
     const started = await kind().startConsent!(ctx, { callbackUrl, state });
     const { params } = await authorizeAt(started.authorizationUrl, 'deny');
-    expect(params).toEqual({ oauth_token: started.callbackHandle, oauth_problem: 'user_refused' });
-    expect(kind().callbackHandle!(params)).toBe(started.callbackHandle);
+    expect(params).toEqual({
+      state,
+      oauth_token: started.flowSecrets!.requestToken,
+      oauth_problem: 'user_refused',
+    });
     const tokenCalls = sandbox().callCount('token');
     const error = await failure(
       kind().completeConsent!(ctx, {
@@ -285,15 +288,26 @@ describe('Quipt consent (OAuth 1.0a three-legged)', () => {
   });
 
   it('treats any oauth_problem or denied as a refusal, and a malformed callback as invalid', async () => {
-    const input = { callbackUrl, state: 's', flowSecrets: { requestTokenSecret: 'x' } };
+    const input = {
+      callbackUrl,
+      state: 's',
+      flowSecrets: { requestToken: 't', requestTokenSecret: 'x' },
+    };
     await expect(
       kind().completeConsent!(ctx, { ...input, params: { oauth_token: 't', oauth_problem: 'x' } }),
     ).rejects.toBeInstanceOf(AccessDeniedError);
     await expect(
       kind().completeConsent!(ctx, { ...input, params: { denied: 't' } }),
     ).rejects.toBeInstanceOf(AccessDeniedError);
-    expect(kind().callbackHandle!({ denied: 't' })).toBe('t');
-    expect(kind().callbackHandle!({})).toBeUndefined();
+    // A callback whose oauth_token is not this attempt's request token is refused.
+    const otherToken = await failure(
+      kind().completeConsent!(ctx, {
+        ...input,
+        params: { oauth_token: 'u', oauth_verifier: 'v' },
+      }),
+    );
+    expect(otherToken).toBeInstanceOf(InvalidRequestError);
+    expect(otherToken.message).toContain('another request token');
     const noVerifier = await failure(
       kind().completeConsent!(ctx, { ...input, params: { oauth_token: 't' } }),
     );
@@ -340,54 +354,46 @@ describe('Quipt consent (OAuth 1.0a three-legged)', () => {
   });
 });
 
-describe('Quipt configuration', () => {
-  const withConfig = (config: Partial<QuiptConfig>, baseUrl = ctx.baseUrl) => ({
-    ...ctx,
-    baseUrl,
-    config: { ...ctx.config, ...config },
+describe('Quipt configuration (catalog data)', () => {
+  const entry = (overrides: Record<string, unknown>) =>
+    parseConfig({ providers: { quipt: { catalog: 'quipt', ...overrides } } }).providers
+      .quipt as OAuth1Config;
+
+  it('production: the documented authorize page (behind #/), OAuth host and API', () => {
+    const production = entry({ environment: 'production' });
+    expect(production).toMatchObject({
+      kind: 'oauth1',
+      signatureMethod: 'HMAC-SHA1',
+      requestTokenUrl: '{baseUrl}/oauth/initiate',
+      authorizeUrl: '{baseUrl}/#/oauth/authorizing?oauth_token={oauth_token}',
+      accessTokenUrl: '{baseUrl}/oauth/token',
+      apiBaseUrl: 'https://api.getquipt.com/v2',
+    });
+    expect(production.environments?.production).toBe('https://app.getquipt.com');
+    expect(
+      oauth1ApiBaseUrl({ ...ctx, config: production, baseUrl: 'https://app.getquipt.com' }),
+    ).toBe('https://api.getquipt.com/v2');
   });
 
-  it('defaults to the documented authorize page and API for production', () => {
-    const production = withConfig({ environment: 'production' }, 'https://app.getquipt.com');
-    expect(quiptAuthorizeUrl(production, 'a/b+c')).toBe(
-      'https://app.getquipt.com/#/oauth/authorizing?oauth_token=a%2Fb%2Bc',
-    );
-    expect(quiptApiBaseUrl(production)).toBe('https://api.getquipt.com/v2');
-    expect(defaultKinds.quipt!.hosts.production).toBe('https://app.getquipt.com');
-  });
-
-  it('points the sandbox at its own page and API, and takes a template or API base', () => {
-    expect(quiptAuthorizeUrl(ctx, 't')).toBe(`${ctx.baseUrl}/oauth/authorizing?oauth_token=t`);
-    expect(quiptApiBaseUrl(ctx)).toBe(`${ctx.baseUrl}/v2`);
+  it('sandbox: its own page at a real path and its own API, from the entry’s environmentOverrides', () => {
+    expect(ctx.config.authorizeUrl).toBe('{baseUrl}/oauth/authorizing?oauth_token={oauth_token}');
+    expect(oauth1ApiBaseUrl(ctx)).toBe(`${ctx.baseUrl}/v2`);
+    // The entry's own fields win over the environment's.
     expect(
-      quiptAuthorizeUrl(
-        withConfig({ authorizeUrlTemplate: 'https://id.example/authorize?t={oauth_token}&x=1' }),
-        't',
-      ),
-    ).toBe('https://id.example/authorize?t=t&x=1');
-    expect(
-      quiptAuthorizeUrl(
-        withConfig({ authorizeUrlTemplate: '{base}/auth?oauth_token={oauth_token}' }),
-        't',
-      ),
-    ).toBe(`${ctx.baseUrl}/auth?oauth_token=t`);
-    expect(quiptApiBaseUrl(withConfig({ apiBaseUrl: 'https://api.example/v3/' }))).toBe(
-      'https://api.example/v3',
-    );
+      entry({ environment: 'sandbox', apiBaseUrl: 'https://api.example/v3/' }).apiBaseUrl,
+    ).toBe('https://api.example/v3/');
   });
 
   it('validates the entry', () => {
-    const parse = (entry: Record<string, unknown>) =>
-      parseConfig({ providers: { quipt: { kind: 'quipt', environment: 'production', ...entry } } });
-    expect(() => parse({})).not.toThrow();
-    expect(() => parse({ authorizeUrlTemplate: 'https://x.example/authorize' })).toThrow(
-      /providers\.quipt\.authorizeUrlTemplate/,
+    const parse = (overrides: Record<string, unknown>) => () =>
+      entry({ environment: 'production', ...overrides });
+    expect(parse({})).not.toThrow();
+    expect(parse({ authorizeUrl: 'https://x.example/authorize' })).toThrow(
+      /providers\.quipt\.authorizeUrl/,
     );
-    expect(() => parse({ authorizeUrlTemplate: 'javascript:{oauth_token}' })).toThrow(
-      /authorizeUrlTemplate/,
-    );
-    expect(() => parse({ apiBaseUrl: 'ftp://x' })).toThrow(/apiBaseUrl/);
-    expect(() => parse({ environment: 'staging' })).toThrow(/environment/);
+    expect(parse({ apiBaseUrl: 'ftp://x' })).toThrow(/apiBaseUrl/);
+    expect(parse({ signatureMethod: 'PLAINTEXT' })).toThrow(/signatureMethod/);
+    expect(parse({ environment: 'staging' })).toThrow(/environment/);
   });
 });
 

@@ -20,8 +20,8 @@ beforeAll(async () => {
     config: parseConfig(
       {
         providers: {
-          quiqup: { kind: 'quiqup', environment: 'sandbox' },
-          quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+          quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+          quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
           // A user-consent provider (renews through the Quidkey sandbox): nothing can mint for it,
           // so a lost refresh token would lose the connection outright.
           consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },

@@ -29,8 +29,8 @@ const config = () =>
       // Small caps, so per-provider fairness shows with a handful of connections.
       refresh: { concurrency: 4, perProviderConcurrency: 2 },
       providers: {
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
-        quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+        quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+        quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
         // User-consent providers (test-only kind, see helpers/consent-kind.ts): one renews through
         // the Quidkey sandbox, one through the Quiqup sandbox (so Quiqup's outage reaches it), one
         // asks for re-consent an hour before the refresh token ends.

@@ -98,7 +98,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const secrets = ensureSandboxSecrets(secretsPath, config, options.kinds);
   const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
   const sandboxes = createSandboxes({
-    clients: (kind) => sandboxClients(secrets, config, kind, options.kinds),
+    clients: (sandbox) => sandboxClients(secrets, config, sandbox, options.kinds),
     signingKey,
     now,
   });
@@ -354,12 +354,13 @@ function ensureSandboxSecrets(
 function sandboxClients(
   secrets: SecretsFile,
   config: BrokerConfig,
-  kind: string,
+  sandbox: string,
   kinds: KindRegistry | undefined,
 ): Map<string, string> {
   const clients = new Map<string, string>();
   for (const [id, provider] of Object.entries(config.providers)) {
-    if (provider.kind !== kind) continue;
+    // A sandbox serves the providers of its catalog entry (environment sandbox, /sandbox/<id>).
+    if ((provider.catalog ?? provider.kind) !== sandbox) continue;
     // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
     const [idField, secretField] = protocolOf(provider, kinds).secretFields;
     const clientId = secrets[id]?.[idField!];

@@ -4,7 +4,7 @@ import { startLocalBroker } from './local-broker.ts';
 const port = Number(process.env.PORT ?? 3000);
 const local = await startLocalBroker({ port });
 const providers = [...local.broker.providers.values()]
-  .map((p) => `    ${p.id.padEnd(10)} kind ${p.kind.kind.padEnd(9)} ${p.context.baseUrl}`)
+  .map((p) => `    ${p.id.padEnd(10)} kind ${p.kind.kind.padEnd(7)} ${p.context.baseUrl}`)
   .join('\n');
 
 console.log(`

@@ -126,7 +126,7 @@ export class ConnectService {
     // The provider is asked first: if it fails, the session stays usable for another try.
     const started = await provider.kind.startConsent(provider.context, { callbackUrl, state });
 
-    const handleHash = flowHandleHash(provider.id, started.callbackHandle ?? state);
+    const handleHash = flowHandleHash(provider.id, state);
     const browserToken = randomBytes(32).toString('base64url');
     const flowTtlSeconds = this.deps.config.connect.flowTtlSeconds;
     await this.deps.flows.putFlow(handleHash, {
@@ -171,9 +171,10 @@ export class ConnectService {
     cookies: Record<string, string | undefined>,
   ): Promise<FlowOutcome> {
     const provider = this.consentProvider(providerId);
-    const handle = provider.kind.callbackHandle
-      ? provider.kind.callbackHandle(params)
-      : params.state;
+    // Every kind's callback carries our state: OAuth 2.0 echoes it; the others put it in the
+    // callback URL they hand the provider, so even a denial without the provider's own handle
+    // (an OAuth 1.0a oauth_problem alone) finds its flow.
+    const handle = params.state;
     if (!handle) {
       throw new ConnectFlowError('The provider sent this browser back without the flow state.');
     }

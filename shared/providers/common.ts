@@ -1,12 +1,119 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 
-/** Fields every provider entry may carry, whatever its kind. */
+/**
+ * Plain http only on loopback, for a server the tests (or a developer) run locally; tokens and
+ * client secrets never cross a network unencrypted.
+ */
+export const secureUrlPattern =
+  '^(https://|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])([:/?#]|$))';
+
+/** A URL that may start with, or hold, `{placeholders}` (see fillTemplate). */
+export const urlTemplate = (description: string) =>
+  Type.String({
+    pattern: `(${secureUrlPattern}|^\\{[A-Za-z][A-Za-z0-9_.]*\\})`,
+    maxLength: 2048,
+    description,
+  });
+
+const identifier = '^[A-Za-z][A-Za-z0-9_]{0,63}$';
+
+/** A per-connection value's declaration (`connectionParams`). */
+const connectionParam = Type.Object(
+  {
+    description: Type.String({ maxLength: 256, description: 'What the value is, for people.' }),
+    pattern: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description: 'Regular expression the value must match (anchor it).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * Fields every provider entry may carry, whatever its kind: where the provider is (environments,
+ * baseUrl), the per-connection values its URLs need, its API, and the broker's own settings.
+ * A catalog entry (`shared/providers/catalog/<id>.json`) holds the provider's facts; an entry in
+ * broker.config.json names it with `catalog` and overrides what it must.
+ */
 export const commonProviderFields = {
+  catalog: Type.Optional(
+    Type.String({
+      pattern: '^[a-z0-9][a-z0-9-]{0,62}$',
+      description:
+        'The catalog entry this provider comes from (shared/providers/catalog/<id>.json); the other fields override it.',
+    }),
+  ),
+  displayName: Type.Optional(
+    Type.String({ maxLength: 128, description: 'The provider as people name it.' }),
+  ),
+  environments: Type.Optional(
+    Type.Record(Type.String({ pattern: identifier }), Type.String({ pattern: secureUrlPattern }), {
+      description:
+        'Environment name → the base URL that {baseUrl} stands for in the URLs of this entry.',
+    }),
+  ),
+  environmentOverrides: Type.Optional(
+    Type.Record(
+      Type.String({ pattern: identifier }),
+      Type.Record(Type.String({ pattern: identifier }), Type.Unknown()),
+      {
+        description:
+          'Environment name → fields that differ in that environment (e.g. an authorize page the sandbox serves at another path).',
+      },
+    ),
+  ),
+  defaultEnvironment: Type.Optional(
+    Type.String({
+      pattern: identifier,
+      description: 'The environment used when the entry names none.',
+    }),
+  ),
+  environment: Type.Optional(
+    Type.String({
+      pattern: identifier,
+      description:
+        'Which of `environments` to use. "sandbox", when the entry lists no such environment, is the offline runtime\'s sandbox of this catalog entry (npm start).',
+    }),
+  ),
   baseUrl: Type.Optional(
     Type.String({
       format: 'uri',
       pattern: '^https?://',
       description: 'Overrides the environment host: any production, staging, sandbox or mock URL.',
+    }),
+  ),
+  apiBaseUrl: Type.Optional(
+    urlTemplate(
+      "Base URL of the provider's API (OAuth 1.0a signs requests under it only; api_key/basic verify against it). May use {baseUrl}, {metadata.<name>} and connection params.",
+    ),
+  ),
+  headers: Type.Optional(
+    Type.Record(
+      Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$' }),
+      Type.String({ maxLength: 1024 }),
+      {
+        description:
+          'Headers the API wants on every call, handed out with the token (e.g. Notion-Version). api_key entries may use {credentials.<field>}.',
+      },
+    ),
+  ),
+  connectionParams: Type.Optional(
+    Type.Record(Type.String({ pattern: identifier }), connectionParam, {
+      description:
+        'Per-connection values given to createConnectSession (`params`) and used in {templates} of this entry, e.g. {subdomain}, {tenant}, {shop}.',
+    }),
+  ),
+  params: Type.Optional(
+    Type.Record(Type.String({ pattern: identifier }), Type.String({ maxLength: 256 }), {
+      description:
+        'Values for connectionParams fixed for every connection of this provider (e.g. the Okta domain of a client-credentials entry).',
+    }),
+  ),
+  docs: Type.Optional(
+    Type.Record(Type.String({ pattern: identifier }), Type.String({ pattern: '^https://' }), {
+      description: "Field name → the provider's own page that value was taken from.",
     }),
   ),
   refreshLeadSeconds: Type.Optional(
@@ -21,7 +128,7 @@ export const commonProviderFields = {
     Type.Integer({
       minimum: 0,
       description:
-        "For kinds without client credentials: turn a connection to needs_reauth this long before its refresh token ends (default: the kind's, e.g. 14 days for quicko; else 0).",
+        "For kinds without client credentials: turn a connection to needs_reauth this long before its refresh token ends (default: the kind's; else 0).",
     }),
   ),
   timeoutMs: Type.Optional(
@@ -31,14 +138,65 @@ export const commonProviderFields = {
       description: 'Timeout of each call to the provider (default 5000).',
     }),
   ),
-};
+} satisfies Record<string, TSchema>;
 
 /** Fields a provider entry may carry, as the core reads them. */
 export interface CommonProviderConfig {
   kind: string;
+  catalog?: string;
+  displayName?: string;
+  environments?: Record<string, string>;
+  environmentOverrides?: Record<string, Record<string, unknown>>;
+  defaultEnvironment?: string;
   environment?: string;
   baseUrl?: string;
+  apiBaseUrl?: string;
+  headers?: Record<string, string>;
+  connectionParams?: Record<string, { description: string; pattern?: string }>;
+  params?: Record<string, string>;
+  docs?: Record<string, string>;
   refreshLeadSeconds?: number;
   reauthLeadSeconds?: number;
   timeoutMs?: number;
+}
+
+/**
+ * Fills `{name}` placeholders from `values`. Values are inserted as given: callers encode what
+ * must be encoded (a request token in a query) and validate what people supply (connection
+ * params match their declared pattern). A placeholder without a value is a configuration error,
+ * named by the placeholder, never by a value.
+ */
+export function fillTemplate(
+  template: string,
+  values: Record<string, string | undefined>,
+  where: string,
+): string {
+  return template.replace(/\{([A-Za-z][A-Za-z0-9_.]*)\}/g, (_whole, name: string) => {
+    const value = values[name];
+    if (value === undefined) {
+      throw new TemplateValueMissing(`${where}: no value for {${name}}`, name);
+    }
+    return value;
+  });
+}
+
+export class TemplateValueMissing extends Error {
+  constructor(
+    message: string,
+    readonly placeholder: string,
+  ) {
+    super(message);
+    this.name = 'TemplateValueMissing';
+  }
+}
+
+/** Reads a dotted path (`team.id`) from a JSON value; undefined when any step is missing. */
+export function valueAtPath(value: unknown, path: string): unknown {
+  let current: unknown = value;
+  for (const step of path.split('.')) {
+    if (typeof current !== 'object' || current === null || Array.isArray(current)) return undefined;
+    if (!Object.hasOwn(current, step)) return undefined;
+    current = (current as Record<string, unknown>)[step];
+  }
+  return current;
 }

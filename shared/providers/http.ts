@@ -2,7 +2,7 @@ import pRetry from 'p-retry';
 import { ProviderRejectedError, ProviderUnavailableError } from '../errors.ts';
 
 export interface ProviderRequest {
-  /** Names the call in errors and logs, e.g. "quidkey token"; never holds a secret. */
+  /** Names the call in errors and logs, e.g. "<provider id> token"; never holds a secret. */
   label: string;
   method: 'GET' | 'POST';
   url: string;

@@ -1,183 +1,232 @@
-import { createHmac, randomBytes } from 'node:crypto';
-import OAuth from 'oauth-1.0a';
-import { InvalidRequestError } from '../errors.ts';
-import type { SignRequest } from './types.ts';
+import { timingSafeEqual } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import {
+  AccessDeniedError,
+  InvalidRequestError,
+  NeedsReauthError,
+  ProviderRejectedError,
+  ProviderUnavailableError,
+} from '../errors.ts';
+import { isUnderUrlPrefix } from '../url-prefix.ts';
+import { commonProviderFields, fillTemplate, urlTemplate } from './common.ts';
+import type { ProviderResponse } from './http.ts';
+import {
+  oauth1Authorization,
+  readOAuthForm,
+  type OAuth1Credentials,
+  type OAuth1SignatureMethod,
+} from './oauth1-signing.ts';
+import type { ProviderContext, ProviderKind, RequestSigningProtocol } from './types.ts';
 
 /**
- * OAuth 1.0a request signing (RFC 5849 §3), HMAC-SHA1, on the `oauth-1.0a` package.
- *
- * The library builds the signature base string, the signing key and the header well, but only
- * from input that is already normalised: it does not decode percent-encoded query names, lets a
- * form-body parameter overwrite a query parameter of the same name, and takes the base URI from
- * the URL as given (case, default port). RFC 5849 §3.1's own example fails with it as-is
- * (../shared/providers.md "OAuth 1.0a signing"). So `normaliseRequest` does §3.4.1.1–§3.4.1.3.1
- * here and hands the library a query-free base URI and every parameter decoded, repeated names as
- * arrays; the library then encodes, sorts and joins them (§3.4.1.3.2, §3.6), keys (§3.4.2) and
- * formats the header (§3.5.1).
+ * Any OAuth 1.0a three-legged provider (RFC 5849), from configuration alone. Access credentials
+ * do not expire: nothing to refresh, and the token function signs requests (`sign`) under the
+ * provider's API base URL rather than handing out the token secret.
  */
+export const oauth1Fields = {
+  requestTokenUrl: urlTemplate(
+    'Temporary credential request endpoint (RFC 5849 §2.1), e.g. {baseUrl}/oauth/request_token.',
+  ),
+  authorizeUrl: Type.String({
+    pattern: '\\{oauth_token\\}',
+    maxLength: 2048,
+    description:
+      'Where the browser goes to authorize (§2.2): a URL template with {oauth_token} (the request token) and optionally {baseUrl}; a fragment is allowed, for single-page apps.',
+  }),
+  accessTokenUrl: urlTemplate('Token credentials request endpoint (RFC 5849 §2.3).'),
+  signatureMethod: Type.Optional(
+    Type.Union([Type.Literal('HMAC-SHA1'), Type.Literal('HMAC-SHA256')], {
+      description: 'How requests are signed: HMAC-SHA1 (default, §3.4.2) or HMAC-SHA256.',
+    }),
+  ),
+  includeVersion: Type.Optional(
+    Type.Boolean({
+      description:
+        'Send oauth_version="1.0" (optional in §3.1; default true), for servers that want it or refuse it.',
+    }),
+  ),
+};
 
-export interface OAuth1Credentials {
-  consumerKey: string;
-  consumerSecret: string;
-  /** Temporary (request) or token (access) credentials; absent for the initiate request. */
-  token?: string;
-  /** Its secret; §2.1: the empty string when there is no token. */
-  tokenSecret?: string;
+const configSchema = Type.Object(
+  { kind: Type.Literal('oauth1'), ...oauth1Fields, ...commonProviderFields },
+  { additionalProperties: false },
+);
+export type OAuth1Config = Static<typeof configSchema>;
+
+/** Fills the entry's URL templates ({baseUrl}, its params). */
+function url(ctx: ProviderContext<OAuth1Config>, template: string, field: string, extra = {}) {
+  return fillTemplate(
+    template,
+    { baseUrl: ctx.baseUrl, ...ctx.config.params, ...extra },
+    `providers.${ctx.providerId}.${field}`,
+  );
 }
 
-export interface OAuth1SignOptions {
-  /** Epoch ms; `oauth_timestamp` is its whole seconds (§3.3). */
-  now: number;
-  /** Further protocol parameters: `oauth_callback` (§2.1), `oauth_verifier` (§2.3). */
-  protocolParams?: Record<string, string>;
-  /** Default: 128 random bits. Fixed only to reproduce published vectors. */
-  nonce?: string;
+/** The API base whose requests `sign` signs: the entry's apiBaseUrl, else the base URL. */
+export function oauth1ApiBaseUrl(ctx: ProviderContext<OAuth1Config>): string {
+  const template = ctx.config.apiBaseUrl ?? '{baseUrl}';
+  return url(ctx, template, 'apiBaseUrl').replace(/\/+$/, '');
+}
+
+function signOptions(ctx: ProviderContext<OAuth1Config>) {
+  return {
+    now: ctx.now(),
+    ...(ctx.config.signatureMethod ? { signatureMethod: ctx.config.signatureMethod } : {}),
+    ...(ctx.config.includeVersion === false ? { includeVersion: false } : {}),
+  } satisfies { now: number; signatureMethod?: OAuth1SignatureMethod; includeVersion?: boolean };
+}
+
+async function consumer(ctx: ProviderContext<OAuth1Config>): Promise<OAuth1Credentials> {
+  const secret = await ctx.secret();
+  return { consumerKey: secret.consumer_key!, consumerSecret: secret.consumer_secret! };
+}
+
+/**
+ * Reads a credentials answer (RFC 5849 §2.1, §2.3) as form-encoded whatever its Content-Type
+ * (some servers label it text/html). A 2xx carrying `oauth_problem` is a refusal; one missing a
+ * required field is garbage (transient, as for the other kinds). Values never reach a message.
+ */
+function readCredentials(
+  response: ProviderResponse,
+  label: string,
+): { token: string; secret: string; fields: Record<string, string> } {
+  const fields = readOAuthForm(response.text);
+  const problem = fields.oauth_problem;
+  if (problem !== undefined) {
+    const code = /^[a-z_]{1,64}$/.test(problem) ? problem : undefined;
+    throw new ProviderRejectedError(`The ${label} call was refused${code ? ` (${code})` : ''}.`, {
+      status: response.status,
+      providerCode: code,
+    });
+  }
+  const token = fields.oauth_token;
+  const secret = fields.oauth_token_secret;
+  if (!token || !secret) {
+    throw new ProviderUnavailableError(
+      `The ${label} answer carried no oauth_token and oauth_token_secret.`,
+      { status: response.status },
+    );
+  }
+  return { token, secret, fields };
+}
+
+function sameValue(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+const protocol: RequestSigningProtocol<OAuth1Config> = {
+  kind: 'oauth1',
+  variant: 'request-signing',
+  secretFields: ['consumer_key', 'consumer_secret'],
+
   /**
-   * `oauth_version="1.0"` is OPTIONAL (§3.1); Quipt's examples carry it, RFC 5849's do not.
-   * Default true.
+   * RFC 5849 §2.1: the request-token call with `oauth_callback` in the signed header (consumer
+   * secret only) → temporary credentials. Our `state` rides in the callback URL itself, so the
+   * callback finds its flow even when the provider reports a refusal without `oauth_token`
+   * (`oauth_problem=user_refused` alone). Not retried: a repeat would reuse the nonce, and the
+   * person can simply press Connect again.
    */
-  includeVersion?: boolean;
-}
+  startConsent: async (ctx, input) => {
+    const label = `${ctx.providerId} request token`;
+    const callback = new URL(input.callbackUrl);
+    callback.searchParams.set('state', input.state);
+    const callbackUrl = callback.toString();
+    const requestUrl = url(ctx, ctx.config.requestTokenUrl, 'requestTokenUrl');
+    const authorization = oauth1Authorization(
+      { method: 'POST', url: requestUrl },
+      await consumer(ctx),
+      { ...signOptions(ctx), protocolParams: { oauth_callback: callbackUrl } },
+    );
+    const temporary = await ctx.http(
+      { label, method: 'POST', url: requestUrl, headers: { authorization }, retrySafe: false },
+      (response) => readCredentials(response, label),
+    );
+    // §2.1: MUST be present and "true"; without it the server speaks OAuth 1.0, not 1.0a, and
+    // would not send the verifier that protects the exchange.
+    if (temporary.fields.oauth_callback_confirmed !== 'true') {
+      throw new ProviderRejectedError(`The ${label} answer did not confirm the callback.`);
+    }
+    return {
+      authorizationUrl: url(ctx, ctx.config.authorizeUrl, 'authorizeUrl', {
+        oauth_token: encodeURIComponent(temporary.token),
+      }),
+      flowSecrets: { requestToken: temporary.token, requestTokenSecret: temporary.secret },
+      callbackUrl,
+    };
+  },
 
-/** The request as RFC 5849 §3.4.1 sees it: method, base string URI, decoded parameters. */
-export interface NormalisedRequest {
-  /** §3.4.1.1 (1): upper case. */
-  method: string;
-  /** §3.4.1.2: scheme and host in lower case, default port dropped, no query or fragment. */
-  baseUri: string;
-  /** §3.4.1.3.1: query and form-body parameters, decoded; a repeated name keeps every value. */
-  params: Record<string, string | string[]>;
-}
-
-/** What the library needs besides the consumer; its hash function is HMAC-SHA1 on node:crypto. */
-function signer(consumerKey: string, consumerSecret: string): OAuth {
-  return new OAuth({
-    consumer: { key: consumerKey, secret: consumerSecret },
-    // The library's default is PLAINTEXT; Quipt (and §1.2) use HMAC-SHA1 (§3.4.2).
-    signature_method: 'HMAC-SHA1',
-    hash_function: (baseString, key) => createHmac('sha1', key).update(baseString).digest('base64'),
-  });
-}
-
-/**
- * Normalises a request before the library sees it (RFC 5849 §3.4.1). `body`, when given, is an
- * `application/x-www-form-urlencoded` body, whose parameters are signed (§3.4.1.3.1, third
- * source); a caller sending any other body leaves it out, as it is not part of the signature.
- * Messages name the field, never its value: a URL may carry a token.
- */
-export function normaliseRequest(request: SignRequest): NormalisedRequest {
-  if (!/^[A-Za-z]{1,16}$/.test(request.method)) {
-    throw new InvalidRequestError('sign.method must be an HTTP method name such as GET or POST.');
-  }
-  let url: URL;
-  try {
-    url = new URL(request.url);
-  } catch {
-    throw new InvalidRequestError('sign.url must be an absolute http(s) URL.');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new InvalidRequestError('sign.url must be an absolute http(s) URL.');
-  }
-  if (url.username || url.password) {
-    throw new InvalidRequestError('sign.url must not carry user information.');
-  }
-  // §3.4.1.2: the WHATWG serialisation lower-cases scheme and host, drops the scheme's default
-  // port and normalises the path, which is also exactly what fetch puts on the wire.
-  const baseUri = `${url.protocol}//${url.host}${url.pathname}`;
-
-  // §3.4.1.3.1: the query, and a form body, parsed as application/x-www-form-urlencoded and
-  // decoded per HTML 4.01 §17.13.4 ("+" is a space), every pair kept. A body is prefixed with
-  // "&" only because the URLSearchParams constructor would drop a leading "?".
-  const pairs = [
-    ...url.searchParams,
-    ...(request.body ? new URLSearchParams(`&${request.body}`) : []),
-  ];
-  const params: Record<string, string | string[]> = {};
-  for (const [name, value] of pairs) {
-    // §2 and §3.5: protocol parameters go in the header only, each once; the broker adds them.
-    if (name.startsWith('oauth_')) {
+  /**
+   * RFC 5849 §2.3: the access-token call with `oauth_token` and `oauth_verifier`, signed with the
+   * consumer secret and the request-token secret → token credentials, which do not expire.
+   */
+  completeConsent: async (ctx, input) => {
+    const { params } = input;
+    // A refusal comes back as oauth_problem (user_refused: OAuth problem reporting) or, on some
+    // servers, `denied=<request token>`; either ends the attempt without credentials.
+    if (params.oauth_problem !== undefined || params.denied !== undefined) {
+      throw new AccessDeniedError();
+    }
+    const requestToken = params.oauth_token;
+    const verifier = params.oauth_verifier;
+    const { requestToken: expected, requestTokenSecret } = input.flowSecrets;
+    if (!requestToken) {
+      throw new InvalidRequestError(`The ${ctx.providerId} callback carried no oauth_token.`);
+    }
+    if (!verifier) {
+      throw new InvalidRequestError(`The ${ctx.providerId} callback carried no oauth_verifier.`);
+    }
+    if (!requestTokenSecret || !expected) {
       throw new InvalidRequestError(
-        'The request to sign must not carry oauth_* parameters; the broker adds them.',
+        `The ${ctx.providerId} connection attempt kept no request token.`,
       );
     }
-    // The library merges parameters into plain objects, where this name would set the prototype.
-    if (name === '__proto__') {
-      throw new InvalidRequestError('The request to sign has a parameter that cannot be signed.');
+    // The request token the person authorized must be the one this flow asked for.
+    if (!sameValue(requestToken, expected)) {
+      throw new InvalidRequestError(
+        `The ${ctx.providerId} callback carried another request token than this attempt's.`,
+      );
     }
-    const existing = Object.hasOwn(params, name) ? params[name] : undefined;
-    if (existing === undefined) params[name] = value;
-    else if (Array.isArray(existing)) existing.push(value);
-    else params[name] = [existing, value];
-  }
-  return { method: request.method.toUpperCase(), baseUri, params };
-}
 
-/** The protocol parameters of a request, before its signature (§3.1 step 1). */
-function protocolParameters(
-  credentials: OAuth1Credentials,
-  options: OAuth1SignOptions,
-): Record<string, string> {
-  const params: Record<string, string> = {
-    oauth_consumer_key: credentials.consumerKey,
-    oauth_nonce: options.nonce ?? randomBytes(16).toString('hex'),
-    oauth_signature_method: 'HMAC-SHA1',
-    oauth_timestamp: String(Math.floor(options.now / 1000)),
-    ...(options.includeVersion === false ? {} : { oauth_version: '1.0' }),
-    ...(credentials.token !== undefined ? { oauth_token: credentials.token } : {}),
-  };
-  for (const [name, value] of Object.entries(options.protocolParams ?? {})) {
-    if (!name.startsWith('oauth_') || name in params || name === 'oauth_signature') {
-      throw new Error(`${name} is not an extra OAuth protocol parameter`);
+    const label = `${ctx.providerId} access token`;
+    const accessUrl = url(ctx, ctx.config.accessTokenUrl, 'accessTokenUrl');
+    const authorization = oauth1Authorization(
+      { method: 'POST', url: accessUrl },
+      { ...(await consumer(ctx)), token: requestToken, tokenSecret: requestTokenSecret },
+      { ...signOptions(ctx), protocolParams: { oauth_verifier: verifier } },
+    );
+    // Not retried: the request token is single use (§2.3), a repeat could only be refused.
+    const credentials = await ctx.http(
+      { label, method: 'POST', url: accessUrl, headers: { authorization }, retrySafe: false },
+      (response) => readCredentials(response, label),
+    );
+    return { accessToken: credentials.token, tokenSecret: credentials.secret, tokenType: 'OAuth' };
+  },
+
+  /** RFC 5849 §3: every API call signed with the consumer secret and the token secret. */
+  sign: async (ctx, tokens, request) => {
+    if (!tokens.tokenSecret) {
+      throw new NeedsReauthError(`The ${ctx.providerId} connection holds no token secret.`);
     }
-    params[name] = value;
-  }
-  return params;
-}
+    // Only requests to the provider's own API: a signed header for another host would hand that
+    // host a replayable credential (and over http, to anyone on the path).
+    const apiBase = oauth1ApiBaseUrl(ctx);
+    if (!isUnderUrlPrefix(request.url, [apiBase])) {
+      throw new InvalidRequestError(
+        `Invalid request: sign.url: not under the ${ctx.providerId} API (${apiBase}; apiBaseUrl in broker.config.json).`,
+      );
+    }
+    return oauth1Authorization(
+      request,
+      { ...(await consumer(ctx)), token: tokens.accessToken, tokenSecret: tokens.tokenSecret },
+      signOptions(ctx),
+    );
+  },
+};
 
-/** The signature base string (§3.4.1.1) of a request with these protocol parameters. */
-export function signatureBaseString(
-  request: SignRequest,
-  protocolParams: Record<string, string>,
-): string {
-  const normalised = normaliseRequest(request);
-  return signer('', '').getBaseString(
-    { method: normalised.method, url: normalised.baseUri, data: normalised.params },
-    // Copied: the library merges the request's parameters into the object it is given.
-    { ...protocolParams } as unknown as OAuth.Data,
-  );
-}
-
-/**
- * The `Authorization: OAuth …` header value for exactly this request (§3.5.1), HMAC-SHA1 signed
- * with the consumer secret and the token secret (§3.4.2).
- */
-export function oauth1Authorization(
-  request: SignRequest,
-  credentials: OAuth1Credentials,
-  options: OAuth1SignOptions,
-): string {
-  const normalised = normaliseRequest(request);
-  const oauth = signer(credentials.consumerKey, credentials.consumerSecret);
-  const protocol = protocolParameters(credentials, options);
-  const signature = oauth.getSignature(
-    { method: normalised.method, url: normalised.baseUri, data: normalised.params },
-    credentials.tokenSecret ?? '',
-    { ...protocol } as unknown as OAuth.Data,
-  );
-  return oauth.toHeader({
-    ...protocol,
-    oauth_signature: signature,
-  } as unknown as OAuth.Authorization).Authorization;
-}
-
-/**
- * Reads a form-encoded OAuth answer (§2.1, §2.3: application/x-www-form-urlencoded) whatever its
- * Content-Type says: some servers label it text/html or text/plain.
- */
-export function readOAuthForm(text: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const [name, value] of new URLSearchParams(`&${text.trim()}`)) {
-    if (!Object.hasOwn(fields, name)) fields[name] = value;
-  }
-  return fields;
-}
+export const oauth1: ProviderKind<OAuth1Config> = {
+  kind: 'oauth1',
+  configSchema,
+  protocol: () => protocol,
+};

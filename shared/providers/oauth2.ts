@@ -9,9 +9,16 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../errors.ts';
-import { commonProviderFields } from './common.ts';
+import {
+  commonProviderFields,
+  fillTemplate,
+  secureUrlPattern,
+  urlTemplate,
+  valueAtPath,
+} from './common.ts';
 import { isRecord, readOAuthTokenFields, type ProviderResponse } from './http.ts';
 import type {
+  ClientCredentialsProtocol,
   ProviderContext,
   ProviderKind,
   ProviderSecret,
@@ -21,15 +28,11 @@ import type {
 
 /**
  * Any standard OAuth 2.0 provider, from configuration alone: authorization code with PKCE (S256)
- * and refresh (RFC 6749 §4.1 and §6, RFC 7636). The protocol is oauth4webapi's; this module only
- * builds its inputs from the config entry and maps its outcomes to the broker's errors.
+ * and refresh (RFC 6749 §4.1 and §6, RFC 7636), or client credentials (§4.4), with the server's
+ * URLs typed in or discovered from its issuer (RFC 8414 / OpenID Connect Discovery). The protocol
+ * is oauth4webapi's; this module builds its inputs from the entry, applies the entry's quirk
+ * fields around its transport, and maps its outcomes to the broker's errors.
  */
-
-// Plain http only on loopback, for a server the tests (or a developer) run locally; tokens and
-// client secrets never cross a network unencrypted.
-const secureUrl = '^(https://|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])([:/?#]|$))';
-const endpoint = (description: string) =>
-  Type.String({ format: 'uri', pattern: secureUrl, description });
 
 /** Extra parameters, minus the ones the protocol sets itself (a clash is a config error). */
 const extraParams = (reserved: string[], description: string) =>
@@ -41,86 +44,279 @@ const extraParams = (reserved: string[], description: string) =>
     ),
   );
 
+const dottedPath = (description: string) =>
+  Type.String({ pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$', maxLength: 256, description });
+
+/** The oauth2 fields, each a fact about the provider (or a quirk of it) with why it exists. */
+export const oauth2Fields = {
+  grant: Type.Optional(
+    Type.Union([Type.Literal('authorization_code'), Type.Literal('client_credentials')], {
+      description:
+        'authorization_code (default): a person consents in the browser (RFC 6749 §4.1, PKCE). client_credentials: the broker mints tokens itself, for the single connection "default" (§4.4).',
+    }),
+  ),
+  authorizationUrl: Type.Optional(
+    urlTemplate('Authorization endpoint the browser is sent to (RFC 6749 §3.1).'),
+  ),
+  tokenUrl: Type.Optional(urlTemplate('Token endpoint (RFC 6749 §3.2).')),
+  refreshUrl: Type.Optional(
+    urlTemplate('A separate endpoint for refresh requests, for servers that have one.'),
+  ),
+  issuer: Type.Optional(
+    Type.String({
+      format: 'uri',
+      pattern: secureUrlPattern,
+      description:
+        "The server's issuer identifier. Without authorizationUrl/tokenUrl, they are discovered from its metadata (RFC 8414 / OIDC Discovery), once per container. With them, the callback's `iss` must equal it (RFC 9207). Required with scope openid.",
+    }),
+  ),
+  discovery: Type.Optional(
+    Type.Union([Type.Literal('oidc'), Type.Literal('oauth2')], {
+      description:
+        'Where the issuer publishes its metadata: /.well-known/openid-configuration (oidc, default) or /.well-known/oauth-authorization-server (oauth2, RFC 8414).',
+    }),
+  ),
+  scopes: Type.Optional(
+    Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+      description: 'Scopes to request (RFC 6749 §3.3); none by default.',
+    }),
+  ),
+  scopeSeparator: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 4,
+      description: 'Between scopes in the request: " " (default, the RFC); some servers want ",".',
+    }),
+  ),
+  clientAuthentication: Type.Optional(
+    Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
+      description:
+        'How the client authenticates at the token endpoint (RFC 6749 §2.3.1): HTTP Basic (default) or client_id/client_secret in the body, for servers that take only that.',
+    }),
+  ),
+  tokenRequestEncoding: Type.Optional(
+    Type.Union([Type.Literal('form'), Type.Literal('json')], {
+      description:
+        'Token request body: form (default, the RFC) or a JSON object, for servers that accept only JSON.',
+    }),
+  ),
+  pkce: Type.Optional(
+    Type.Boolean({
+      description:
+        'Send a PKCE S256 challenge (RFC 7636; default true). Turn it off only for a server that refuses one.',
+    }),
+  ),
+  authorizationParams: extraParams(
+    [
+      'response_type',
+      'client_id',
+      'redirect_uri',
+      'state',
+      'scope',
+      'code_challenge',
+      'code_challenge_method',
+    ],
+    'Extra parameters of the authorization request (e.g. prompt, audience, access_type), for servers that need them to issue a refresh token or pick an API.',
+  ),
+  tokenParams: extraParams(
+    [
+      'grant_type',
+      'code',
+      'redirect_uri',
+      'code_verifier',
+      'refresh_token',
+      'client_id',
+      'client_secret',
+    ],
+    'Extra parameters of every token request (e.g. resource, audience), for servers that need them.',
+  ),
+  refreshSendsScope: Type.Optional(
+    Type.Boolean({
+      description:
+        'Send the scopes again on refresh (RFC 6749 §6 makes it optional), for servers that narrow the token to nothing without them.',
+    }),
+  ),
+  tokenResponsePath: Type.Optional(
+    dottedPath(
+      'Where the token fields sit in the answer (e.g. data, authed_user), for servers that wrap them in an envelope.',
+    ),
+  ),
+  successWhen: Type.Optional(
+    Type.Object(
+      {
+        path: dottedPath('The answer field that says whether the call worked.'),
+        equals: Type.Optional(
+          Type.Union([Type.Boolean(), Type.String(), Type.Number()], {
+            description: 'It worked when the field equals this.',
+          }),
+        ),
+        min: Type.Optional(Type.Number({ description: 'It worked when the field is ≥ this.' })),
+        max: Type.Optional(Type.Number({ description: 'It worked when the field is ≤ this.' })),
+      },
+      {
+        additionalProperties: false,
+        description:
+          'For servers that answer errors with HTTP 200 (`"ok": false`, a non-2xx `code`): such an answer is a refusal, not a token.',
+      },
+    ),
+  ),
+  errorMessagePath: Type.Optional(
+    dottedPath(
+      "Where such a refusal's error code is (e.g. error, error.code); only an identifier-like value is kept.",
+    ),
+  ),
+  defaultExpiresInSeconds: Type.Optional(
+    Type.Integer({
+      minimum: 60,
+      description:
+        'Lifetime assumed when the answer has no expires_in, so the token is still renewed in time (the connection is flagged `expiryAssumed`).',
+    }),
+  ),
+  refreshTokenExpiresInSeconds: Type.Optional(
+    Type.Integer({
+      minimum: 60,
+      description:
+        'How long a refresh token lives when the answer does not say (no refresh_token_expires_in): after that, renewal mints or asks for consent again.',
+    }),
+  ),
+  refreshRefusedStatuses: Type.Optional(
+    Type.Array(Type.Integer({ minimum: 400, maximum: 499 }), {
+      description:
+        'HTTP statuses of a refused refresh that mean the refresh token is gone (besides an invalid_grant answer), for servers that answer a dead refresh token with e.g. 401.',
+    }),
+  ),
+  tokenType: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z][A-Za-z0-9_-]{0,31}$',
+      description:
+        'Token type to use in the Authorization header whatever the answer says, for servers whose token_type is wrong or missing.',
+    }),
+  ),
+  metadata: Type.Optional(
+    Type.Record(
+      Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }),
+      Type.String({ pattern: '^(token|callback)\\.[A-Za-z0-9_.-]+$' }),
+      {
+        description:
+          'Connection metadata to keep (never a secret): name → token.<path> in the token answer or callback.<param> of the callback (e.g. Salesforce instance_url, QuickBooks realmId).',
+      },
+    ),
+  ),
+};
+
 const configSchema = Type.Object(
-  {
-    kind: Type.Literal('oauth2'),
-    authorizationUrl: endpoint('Authorization endpoint the browser is sent to (RFC 6749 §3.1).'),
-    tokenUrl: endpoint('Token endpoint (RFC 6749 §3.2).'),
-    issuer: Type.Optional(
-      Type.String({
-        format: 'uri',
-        pattern: secureUrl,
-        description:
-          "The server's issuer identifier (RFC 8414). Set it when the server sends `iss` in its redirects (metadata authorization_response_iss_parameter_supported): the callback must then carry exactly this `iss` (RFC 9207). Required with scope openid.",
-      }),
-    ),
-    scopes: Type.Optional(
-      Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
-        description: 'Scopes to request (RFC 6749 §3.3); none by default.',
-      }),
-    ),
-    scopeSeparator: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: 4,
-        description: 'Between scopes in the request: " " (default, the RFC) or e.g. ",".',
-      }),
-    ),
-    clientAuthentication: Type.Optional(
-      Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
-        description:
-          'How the client authenticates at the token endpoint (RFC 6749 §2.3.1): HTTP Basic (default) or client_id/client_secret in the form body.',
-      }),
-    ),
-    authorizationParams: extraParams(
-      [
-        'response_type',
-        'client_id',
-        'redirect_uri',
-        'state',
-        'scope',
-        'code_challenge',
-        'code_challenge_method',
-      ],
-      'Extra parameters of the authorization request (e.g. prompt, audience, access_type).',
-    ),
-    tokenParams: extraParams(
-      [
-        'grant_type',
-        'code',
-        'redirect_uri',
-        'code_verifier',
-        'refresh_token',
-        'client_id',
-        'client_secret',
-      ],
-      'Extra parameters of every token request (e.g. resource, audience).',
-    ),
-    pkce: Type.Optional(
-      Type.Boolean({
-        description:
-          'Send a PKCE S256 challenge (RFC 7636; default true). Turn it off only for a server that refuses one.',
-      }),
-    ),
-    ...commonProviderFields,
-  },
+  { kind: Type.Literal('oauth2'), ...oauth2Fields, ...commonProviderFields },
   { additionalProperties: false },
 );
 export type OAuth2Config = Static<typeof configSchema>;
 
+/** Rules across fields, which the schema cannot say. */
+function checkEntry(config: OAuth2Config): string | undefined {
+  const discovered = config.issuer !== undefined;
+  if (!config.tokenUrl && !discovered) return 'tokenUrl: required (or an issuer to discover it)';
+  if ((config.grant ?? 'authorization_code') === 'authorization_code') {
+    if (!config.authorizationUrl && !discovered) {
+      return 'authorizationUrl: required (or an issuer to discover it)';
+    }
+  }
+  if (config.successWhen && !('equals' in config.successWhen || 'min' in config.successWhen)) {
+    if (config.successWhen.max === undefined) return 'successWhen: needs equals, min or max';
+  }
+  return undefined;
+}
+
+/** The values an entry's {templates} may name: its base URL and its connection params. */
+export function templateValues(
+  ctx: ProviderContext<{ params?: Record<string, string> }>,
+  connectionParams: Record<string, string> | undefined,
+): Record<string, string> {
+  return { baseUrl: ctx.baseUrl, ...ctx.config.params, ...connectionParams };
+}
+
 /**
- * The authorization server as oauth4webapi sees it, from the config entry (no discovery: the
- * entry is the metadata). oauth4webapi needs an issuer; without a configured one the token
- * endpoint's origin stands in, and nothing is ever compared with it (see `callbackParams`).
+ * The server's metadata: from the entry's URLs, or discovered from its issuer once per container
+ * (a failed discovery is tried again on the next call). oauth4webapi needs an issuer; without a
+ * configured one the token endpoint's origin stands in, and nothing is ever compared with it
+ * (see `callbackParams`).
  */
-function authorizationServer(config: OAuth2Config): oauth.AuthorizationServer {
-  return {
-    issuer: config.issuer ?? new URL(config.tokenUrl).origin,
-    authorization_endpoint: config.authorizationUrl,
-    token_endpoint: config.tokenUrl,
-    // RFC 9207 §2.4: from a server known to send `iss`, a response without it is refused.
-    authorization_response_iss_parameter_supported: config.issuer !== undefined,
+function serverMetadata(config: OAuth2Config) {
+  let discovered: Promise<oauth.AuthorizationServer> | undefined;
+  const discover = (ctx: ProviderContext<OAuth2Config>) => {
+    discovered ??= discoverServer(ctx).catch((error: unknown) => {
+      discovered = undefined;
+      throw error;
+    });
+    return discovered;
   };
+  return async (
+    ctx: ProviderContext<OAuth2Config>,
+    connectionParams: Record<string, string> | undefined,
+  ): Promise<oauth.AuthorizationServer> => {
+    const values = templateValues(ctx, connectionParams);
+    const fill = (template: string | undefined, field: string) =>
+      template === undefined
+        ? undefined
+        : fillTemplate(template, values, `providers.${ctx.providerId}.${field}`);
+    const typed = {
+      authorization_endpoint: fill(config.authorizationUrl, 'authorizationUrl'),
+      token_endpoint: fill(config.tokenUrl, 'tokenUrl'),
+    };
+    const base =
+      typed.token_endpoint === undefined ||
+      (typed.authorization_endpoint === undefined && isCode(config))
+        ? await discover(ctx)
+        : undefined;
+    const tokenEndpoint = typed.token_endpoint ?? base?.token_endpoint;
+    if (!tokenEndpoint) {
+      throw new ConfigError(
+        `providers.${ctx.providerId}: the issuer's metadata has no token_endpoint`,
+      );
+    }
+    return {
+      ...base,
+      issuer: config.issuer ?? new URL(tokenEndpoint).origin,
+      ...((typed.authorization_endpoint ?? base?.authorization_endpoint)
+        ? { authorization_endpoint: typed.authorization_endpoint ?? base?.authorization_endpoint }
+        : {}),
+      token_endpoint: tokenEndpoint,
+      // RFC 9207 §2.4: from a server known to send `iss`, a response without it is refused.
+      authorization_response_iss_parameter_supported:
+        base?.authorization_response_iss_parameter_supported ?? config.issuer !== undefined,
+    };
+  };
+}
+
+const isCode = (config: OAuth2Config) =>
+  (config.grant ?? 'authorization_code') === 'authorization_code';
+
+/** RFC 8414 §3 / OIDC Discovery §4: GET the well-known metadata and check its issuer. */
+async function discoverServer(
+  ctx: ProviderContext<OAuth2Config>,
+): Promise<oauth.AuthorizationServer> {
+  const issuer = new URL(ctx.config.issuer!);
+  const label = `${ctx.providerId} discovery`;
+  let response: Response;
+  try {
+    response = await oauth.discoveryRequest(issuer, {
+      algorithm: ctx.config.discovery ?? 'oidc',
+      [oauth.customFetch]: (url, init) =>
+        ctx.http(
+          { label, method: 'GET', url, headers: headerRecord(init.headers), retrySafe: true },
+          (answer) => new Response(answer.text, { status: answer.status, headers: answer.headers }),
+        ),
+      [oauth.allowInsecureRequests]: issuer.protocol === 'http:',
+    });
+  } catch (error) {
+    if (error instanceof BrokerError) throw error;
+    throw new Error(`The ${label} request could not be made: ${libraryMessage(error)}`);
+  }
+  try {
+    return await oauth.processDiscoveryResponse(issuer, response);
+  } catch (error) {
+    throw new ProviderUnavailableError(
+      `The ${label} answer was not valid server metadata: ${libraryMessage(error)}`,
+    );
+  }
 }
 
 function clientAuthentication(config: OAuth2Config, secret: ProviderSecret): oauth.ClientAuth {
@@ -129,60 +325,136 @@ function clientAuthentication(config: OAuth2Config, secret: ProviderSecret): oau
     : oauth.ClientSecretBasic(secret.client_secret!);
 }
 
+function headerRecord(headers: ConstructorParameters<typeof Headers>[0]): Record<string, string> {
+  return Object.fromEntries(new Headers(headers));
+}
+
+/** What one token call's answer held besides the token fields (for metadata). */
+interface TokenCallAnswer {
+  root?: Record<string, unknown>;
+}
+
 /**
  * oauth4webapi's transport, routed through the context's provider HTTP: its timeout, and its
  * classification of every answer (4xx → ProviderRejectedError with the OAuth `error` code, 5xx /
- * 429 / timeout / network → ProviderUnavailableError). Only 2xx answers reach oauth4webapi, which
- * then validates them. Neither grant is retried: a code is single use and a refresh token may
- * rotate (architecture.md, "Provider calls").
+ * 429 / timeout / network → ProviderUnavailableError). The entry's quirks are applied here, on the
+ * way out (JSON body) and on the way in (envelope, 200 errors, default lifetime), so oauth4webapi
+ * sees a conforming exchange and validates it as usual.
  */
 function tokenRequestOptions(
   ctx: ProviderContext<OAuth2Config>,
   label: string,
+  retrySafe: boolean,
+  answer: TokenCallAnswer,
+  additionalParameters: Record<string, string>,
+  tokenEndpoint: string,
 ): oauth.TokenEndpointRequestOptions {
+  const { config } = ctx;
   return {
-    [oauth.customFetch]: (url, init) =>
-      ctx.http(
-        {
-          label,
-          method: 'POST',
-          url,
-          headers: init.headers,
-          body: init.body.toString(),
-          retrySafe: false,
-        },
-        toFetchResponse,
-      ),
-    // The schema allows plain http for loopback hosts only.
-    [oauth.allowInsecureRequests]: new URL(ctx.config.tokenUrl).protocol === 'http:',
-    ...(ctx.config.tokenParams ? { additionalParameters: ctx.config.tokenParams } : {}),
+    [oauth.customFetch]: (url, init) => {
+      const headers = headerRecord(init.headers);
+      let body = init.body.toString();
+      if (config.tokenRequestEncoding === 'json') {
+        headers['content-type'] = 'application/json';
+        body = JSON.stringify(Object.fromEntries(init.body));
+      }
+      return ctx.http({ label, method: 'POST', url, headers, body, retrySafe }, (response) =>
+        toFetchResponse(readQuirks(config, response, label, answer)),
+      );
+    },
+    // The schema allows plain http for loopback hosts only (and the offline sandbox).
+    [oauth.allowInsecureRequests]: new URL(tokenEndpoint).protocol === 'http:',
+    ...(Object.keys(additionalParameters).length > 0 ? { additionalParameters } : {}),
   };
+}
+
+/**
+ * Reads a 2xx answer inside the provider-HTTP retry loop (so garbage is retried where the call is
+ * safe to repeat) and applies the answer quirks: `successWhen` (a 200 that is an error becomes a
+ * refusal), `tokenResponsePath` (the token fields under an envelope), `tokenType` and a missing
+ * token_type, `defaultExpiresInSeconds`. oauth4webapi then validates what is left.
+ */
+function readQuirks(
+  config: OAuth2Config,
+  response: ProviderResponse,
+  label: string,
+  answer: TokenCallAnswer,
+): ProviderResponse {
+  let root: unknown;
+  try {
+    root = JSON.parse(response.text);
+  } catch {
+    // fall through
+  }
+  if (!isRecord(root)) {
+    throw new ProviderUnavailableError(`The ${label} answer was not a JSON object.`, {
+      status: response.status,
+    });
+  }
+  answer.root = root;
+  if (config.successWhen) {
+    const value = valueAtPath(root, config.successWhen.path);
+    if (value === undefined) {
+      throw new ProviderUnavailableError(
+        `The ${label} answer carried no ${config.successWhen.path}.`,
+        { status: response.status },
+      );
+    }
+    if (!succeeded(config.successWhen, value)) {
+      const code = config.errorMessagePath
+        ? safeCode(valueAtPath(root, config.errorMessagePath))
+        : undefined;
+      throw new ProviderRejectedError(`The ${label} call was refused${code ? ` (${code})` : ''}.`, {
+        status: response.status,
+        ...(code ? { providerCode: code } : {}),
+      });
+    }
+  }
+  let fields: unknown = root;
+  if (config.tokenResponsePath) {
+    fields = valueAtPath(root, config.tokenResponsePath);
+    if (!isRecord(fields)) {
+      throw new ProviderUnavailableError(
+        `The ${label} answer carried no ${config.tokenResponsePath} object.`,
+        { status: response.status },
+      );
+    }
+  }
+  const body = { ...(fields as Record<string, unknown>) };
+  if (typeof body.access_token !== 'string' || body.access_token.length === 0) {
+    throw new ProviderUnavailableError(`The ${label} answer carried no access token.`, {
+      status: response.status,
+    });
+  }
+  // oauth4webapi knows Bearer and DPoP only; a configured type replaces whatever came.
+  // RFC 6749 §5.1 requires token_type, but some providers omit it; such an answer would count as
+  // transient although the provider may already have rotated the refresh token, which would then
+  // be lost. Bearer is what readOAuthTokenFields assumes for a missing type too.
+  if (config.tokenType || body.token_type == null) body.token_type = 'Bearer';
+  if (body.expires_in == null && config.defaultExpiresInSeconds !== undefined) {
+    body.expires_in = config.defaultExpiresInSeconds;
+    body.broker_expiry_assumed = true;
+  }
+  return { ...response, text: JSON.stringify(body) };
+}
+
+function succeeded(rule: NonNullable<OAuth2Config['successWhen']>, value: unknown): boolean {
+  if (rule.equals !== undefined && value !== rule.equals) return false;
+  if (rule.min !== undefined || rule.max !== undefined) {
+    const number = Number(value);
+    if (!Number.isFinite(number)) return false;
+    if (rule.min !== undefined && number < rule.min) return false;
+    if (rule.max !== undefined && number > rule.max) return false;
+  }
+  return true;
 }
 
 function toFetchResponse(response: ProviderResponse): Response {
   const bodyless = response.status === 204 || response.status === 205;
-  return new Response(bodyless ? null : withTokenType(response.text), {
+  return new Response(bodyless ? null : response.text, {
     status: response.status,
     headers: response.headers,
   });
-}
-
-/**
- * Adds `"token_type":"Bearer"` to a JSON object answer without one. RFC 6749 §5.1 requires the
- * field and oauth4webapi refuses an answer without it, but some providers omit it; such an answer
- * would count as transient although the provider may already have rotated the refresh token,
- * which would then be lost (the next try meets invalid_grant). Bearer is what readOAuthTokenFields
- * assumes for a missing type too. Anything that is not a JSON object passes unchanged.
- */
-function withTokenType(text: string): string {
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return text;
-  }
-  if (!isRecord(body) || body.token_type != null) return text;
-  return JSON.stringify({ ...body, token_type: 'Bearer' });
 }
 
 /**
@@ -192,12 +464,28 @@ function withTokenType(text: string): string {
 async function tokenCall(
   ctx: ProviderContext<OAuth2Config>,
   label: string,
+  options: {
+    retrySafe: boolean;
+    tokenEndpoint: string;
+    additionalParameters: Record<string, string>;
+  },
   send: (options: oauth.TokenEndpointRequestOptions) => Promise<Response>,
   process: (response: Response) => Promise<oauth.TokenEndpointResponse>,
+  extra: { callback?: Record<string, string>; connectionParams?: Record<string, string> } = {},
 ): Promise<TokenSet> {
+  const answer: TokenCallAnswer = {};
   let response: Response;
   try {
-    response = await send(tokenRequestOptions(ctx, label));
+    response = await send(
+      tokenRequestOptions(
+        ctx,
+        label,
+        options.retrySafe,
+        answer,
+        options.additionalParameters,
+        options.tokenEndpoint,
+      ),
+    );
   } catch (error) {
     if (error instanceof BrokerError) throw error;
     throw new Error(`The ${label} request could not be made: ${libraryMessage(error)}`);
@@ -212,7 +500,45 @@ async function tokenCall(
       { status: response.status },
     );
   }
-  return readOAuthTokenFields(body, label, ctx.now());
+  const now = ctx.now();
+  const fields = readOAuthTokenFields(body, label, now);
+  const refreshLifetime =
+    Number(body.refresh_token_expires_in) || ctx.config.refreshTokenExpiresInSeconds;
+  const metadata = readMetadata(ctx.config, answer.root ?? {}, extra.callback);
+  return {
+    ...fields,
+    ...(ctx.config.tokenType ? { tokenType: ctx.config.tokenType } : {}),
+    ...(fields.refreshToken && refreshLifetime
+      ? { refreshTokenExpiresAt: now + refreshLifetime * 1000 }
+      : {}),
+    ...(body.broker_expiry_assumed === true ? { expiryAssumed: true } : {}),
+    ...(metadata ? { metadata } : {}),
+    ...(extra.connectionParams && Object.keys(extra.connectionParams).length > 0
+      ? { connectionParams: extra.connectionParams }
+      : {}),
+  };
+}
+
+/**
+ * The entry's `metadata` fields, from the token answer's root (`token.<path>`) or the callback
+ * (`callback.<param>`). Only strings and numbers are kept, at most 1 KB each: metadata names an
+ * account or an instance, never holds a secret.
+ */
+function readMetadata(
+  config: OAuth2Config,
+  root: Record<string, unknown>,
+  callback: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  if (!config.metadata) return undefined;
+  const metadata: Record<string, string> = {};
+  for (const [name, source] of Object.entries(config.metadata)) {
+    const [from, ...path] = source.split('.');
+    const value = from === 'token' ? valueAtPath(root, path.join('.')) : callback?.[path.join('.')];
+    if ((typeof value === 'string' || typeof value === 'number') && String(value).length <= 1024) {
+      metadata[name] = String(value);
+    }
+  }
+  return Object.keys(metadata).length > 0 ? metadata : undefined;
 }
 
 function libraryMessage(error: unknown): string {
@@ -220,8 +546,8 @@ function libraryMessage(error: unknown): string {
 }
 
 /** An OAuth error code fit for a message: identifier-like, never free text. */
-function safeCode(code: string): string | undefined {
-  return /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : undefined;
+function safeCode(code: unknown): string | undefined {
+  return typeof code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : undefined;
 }
 
 /**
@@ -269,102 +595,198 @@ function authorizationError(
   return new ProviderRejectedError(message, { ...(code ? { providerCode: code } : {}) });
 }
 
-const authorizationCode: UserConsentProtocol<OAuth2Config> = {
-  kind: 'oauth2',
-  variant: 'user-consent',
-  secretFields: ['client_id', 'client_secret'],
+const scopeOf = (config: OAuth2Config) =>
+  config.scopes && config.scopes.length > 0
+    ? config.scopes.join(config.scopeSeparator ?? ' ')
+    : undefined;
 
-  /** The authorization request (RFC 6749 §4.1.1) with a PKCE S256 challenge (RFC 7636 §4.3). */
-  startConsent: async (ctx, input) => {
-    const scopes = ctx.config.scopes ?? [];
-    if (scopes.includes('openid') && !ctx.config.issuer) {
-      // The ID token that comes back is checked against the issuer (OIDC Core §3.1.3.7).
-      throw new ConfigError(`providers.${ctx.providerId}.issuer: required with scope openid`);
-    }
-    const secret = await ctx.secret();
-    const url = new URL(ctx.config.authorizationUrl);
-    for (const [name, value] of Object.entries(ctx.config.authorizationParams ?? {})) {
-      url.searchParams.set(name, value);
-    }
-    url.searchParams.set('response_type', 'code');
-    url.searchParams.set('client_id', secret.client_id!);
-    url.searchParams.set('redirect_uri', input.callbackUrl);
-    url.searchParams.set('state', input.state);
-    if (scopes.length > 0)
-      url.searchParams.set('scope', scopes.join(ctx.config.scopeSeparator ?? ' '));
-    if (ctx.config.pkce === false) return { authorizationUrl: url.toString() };
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(codeVerifier));
-    url.searchParams.set('code_challenge_method', 'S256');
-    return { authorizationUrl: url.toString(), flowSecrets: { code_verifier: codeVerifier } };
-  },
-
-  /** The callback, then the code exchange (RFC 6749 §4.1.3) with the PKCE verifier. */
-  completeConsent: async (ctx, input) => {
-    const server = authorizationServer(ctx.config);
-    const secret = await ctx.secret();
-    const client: oauth.Client = { client_id: secret.client_id! };
-    const params = callbackParams(ctx, server, client, input.params, input.state);
-    return tokenCall(
-      ctx,
-      `${ctx.providerId} code exchange`,
-      (options) =>
-        oauth.authorizationCodeGrantRequest(
-          server,
-          client,
-          clientAuthentication(ctx.config, secret),
-          params,
-          input.callbackUrl,
-          // A flow started with PKCE off carries no verifier.
-          input.flowSecrets.code_verifier ?? oauth.nopkce,
-          options,
-        ),
-      (response) => oauth.processAuthorizationCodeResponse(server, client, response),
-    );
-  },
+/** The two grants' shared steps for one entry (one metadata cache per configured provider). */
+function protocolSteps(config: OAuth2Config) {
+  const server = serverMetadata(config);
 
   /**
    * RFC 6749 §6. A rotated refresh token comes back in the answer and is stored; when none does,
    * the core keeps the current one (refresh.ts, renewTokens). Only `invalid_grant` refuses the
    * connection's grant (§5.2: the refresh token is invalid, expired or revoked); `invalid_client`
-   * and the rest are about us, and reconnecting would not fix them.
+   * and the rest are about us, and reconnecting would not fix them. Not retried: a refresh token
+   * may rotate (architecture.md, "Provider calls").
    */
-  refresh: async (ctx, current) => {
-    if (!current.refreshToken) {
+  const refresh = async (ctx: ProviderContext<OAuth2Config>, current: TokenSet) => {
+    const refreshToken = current.refreshToken;
+    if (!refreshToken) {
       throw new ProviderRejectedError(`The ${ctx.providerId} connection holds no refresh token.`, {
         grantRefused: true,
       });
     }
-    const server = authorizationServer(ctx.config);
+    const metadata = await server(ctx, current.connectionParams);
+    const refreshServer = ctx.config.refreshUrl
+      ? {
+          ...metadata,
+          token_endpoint: fillTemplate(
+            ctx.config.refreshUrl,
+            templateValues(ctx, current.connectionParams),
+            `providers.${ctx.providerId}.refreshUrl`,
+          ),
+        }
+      : metadata;
     const secret = await ctx.secret();
     const client: oauth.Client = { client_id: secret.client_id! };
+    const scope = ctx.config.refreshSendsScope ? scopeOf(ctx.config) : undefined;
     try {
-      return await tokenCall(
+      const renewed = await tokenCall(
         ctx,
         `${ctx.providerId} refresh`,
+        {
+          retrySafe: false,
+          tokenEndpoint: refreshServer.token_endpoint!,
+          additionalParameters: { ...ctx.config.tokenParams, ...(scope ? { scope } : {}) },
+        },
         (options) =>
           oauth.refreshTokenGrantRequest(
-            server,
+            refreshServer,
             client,
             clientAuthentication(ctx.config, secret),
-            current.refreshToken!,
+            refreshToken,
             options,
           ),
-        (response) => oauth.processRefreshTokenResponse(server, client, response),
+        (response) => oauth.processRefreshTokenResponse(refreshServer, client, response),
+        current.connectionParams ? { connectionParams: current.connectionParams } : {},
       );
+      // What the connection was consented with stays with it.
+      return {
+        ...renewed,
+        ...(current.metadata || renewed.metadata
+          ? { metadata: { ...current.metadata, ...renewed.metadata } }
+          : {}),
+      };
     } catch (error) {
-      if (error instanceof ProviderRejectedError && error.providerCode === 'invalid_grant') {
-        throw asGrantRefused(error);
-      }
+      const refused =
+        error instanceof ProviderRejectedError &&
+        (error.providerCode === 'invalid_grant' ||
+          (error.status !== undefined &&
+            (ctx.config.refreshRefusedStatuses ?? []).includes(error.status)));
+      if (refused) throw asGrantRefused(error);
       throw error;
     }
-  },
-};
+  };
+  return { server, refresh };
+}
+
+function clientCredentials(config: OAuth2Config): ClientCredentialsProtocol<OAuth2Config> {
+  const { server, refresh } = protocolSteps(config);
+  return {
+    kind: 'oauth2',
+    variant: 'client-credentials',
+    secretFields: ['client_id', 'client_secret'],
+    /** RFC 6749 §4.4.2; repeating a mint is harmless, so it is retried like any safe call. */
+    mint: async (ctx) => {
+      const metadata = await server(ctx, undefined);
+      const secret = await ctx.secret();
+      const client: oauth.Client = { client_id: secret.client_id! };
+      const scope = scopeOf(ctx.config);
+      return tokenCall(
+        ctx,
+        `${ctx.providerId} token`,
+        {
+          retrySafe: true,
+          tokenEndpoint: metadata.token_endpoint!,
+          additionalParameters: ctx.config.tokenParams ?? {},
+        },
+        (options) =>
+          oauth.clientCredentialsGrantRequest(
+            metadata,
+            client,
+            clientAuthentication(ctx.config, secret),
+            scope ? { scope } : {},
+            options,
+          ),
+        (response) => oauth.processClientCredentialsResponse(metadata, client, response),
+      );
+    },
+    // Used only when an answer carried a refresh token; when it is refused the core mints again.
+    refresh,
+  };
+}
+
+function authorizationCode(config: OAuth2Config): UserConsentProtocol<OAuth2Config> {
+  const { server, refresh } = protocolSteps(config);
+  return {
+    kind: 'oauth2',
+    variant: 'user-consent',
+    secretFields: ['client_id', 'client_secret'],
+
+    /** The authorization request (RFC 6749 §4.1.1) with a PKCE S256 challenge (RFC 7636 §4.3). */
+    startConsent: async (ctx, input) => {
+      const scope = scopeOf(ctx.config);
+      if (ctx.config.scopes?.includes('openid') && !ctx.config.issuer) {
+        // The ID token that comes back is checked against the issuer (OIDC Core §3.1.3.7).
+        throw new ConfigError(`providers.${ctx.providerId}.issuer: required with scope openid`);
+      }
+      const metadata = await server(ctx, input.connectionParams);
+      if (!metadata.authorization_endpoint) {
+        throw new ConfigError(
+          `providers.${ctx.providerId}: the issuer's metadata has no authorization_endpoint`,
+        );
+      }
+      const secret = await ctx.secret();
+      const url = new URL(metadata.authorization_endpoint);
+      for (const [name, value] of Object.entries(ctx.config.authorizationParams ?? {})) {
+        url.searchParams.set(name, value);
+      }
+      url.searchParams.set('response_type', 'code');
+      url.searchParams.set('client_id', secret.client_id!);
+      url.searchParams.set('redirect_uri', input.callbackUrl);
+      url.searchParams.set('state', input.state);
+      if (scope) url.searchParams.set('scope', scope);
+      if (ctx.config.pkce === false) return { authorizationUrl: url.toString() };
+      const codeVerifier = oauth.generateRandomCodeVerifier();
+      url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(codeVerifier));
+      url.searchParams.set('code_challenge_method', 'S256');
+      return { authorizationUrl: url.toString(), flowSecrets: { code_verifier: codeVerifier } };
+    },
+
+    /** The callback, then the code exchange (RFC 6749 §4.1.3) with the PKCE verifier. */
+    completeConsent: async (ctx, input) => {
+      const metadata = await server(ctx, input.connectionParams);
+      const secret = await ctx.secret();
+      const client: oauth.Client = { client_id: secret.client_id! };
+      const params = callbackParams(ctx, metadata, client, input.params, input.state);
+      return tokenCall(
+        ctx,
+        `${ctx.providerId} code exchange`,
+        // Not retried: a code is single use.
+        {
+          retrySafe: false,
+          tokenEndpoint: metadata.token_endpoint!,
+          additionalParameters: ctx.config.tokenParams ?? {},
+        },
+        (options) =>
+          oauth.authorizationCodeGrantRequest(
+            metadata,
+            client,
+            clientAuthentication(ctx.config, secret),
+            params,
+            input.callbackUrl,
+            // A flow started with PKCE off carries no verifier.
+            input.flowSecrets.code_verifier ?? oauth.nopkce,
+            options,
+          ),
+        (response) => oauth.processAuthorizationCodeResponse(metadata, client, response),
+        {
+          callback: input.params,
+          ...(input.connectionParams ? { connectionParams: input.connectionParams } : {}),
+        },
+      );
+    },
+
+    refresh,
+  };
+}
 
 export const oauth2: ProviderKind<OAuth2Config> = {
   kind: 'oauth2',
   configSchema,
-  // Every URL is in the entry itself: no documented hosts, no environments.
-  hosts: {},
-  protocol: () => authorizationCode,
+  checkEntry,
+  protocol: (config) =>
+    config.grant === 'client_credentials' ? clientCredentials(config) : authorizationCode(config),
 };

@@ -6,7 +6,7 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../errors.ts';
-import { commonProviderFields } from './common.ts';
+import { commonProviderFields, fillTemplate, urlTemplate } from './common.ts';
 import { isRecord, parseJson, readOAuthTokenFields, type ProviderResponse } from './http.ts';
 import type {
   ProviderContext,
@@ -23,78 +23,82 @@ import type {
 const configSchema = Type.Object(
   {
     kind: Type.Literal('quicko'),
-    environment: Type.Union(
-      [
-        Type.Literal('production'),
-        Type.Literal('test'),
-        Type.Literal('quicko'),
-        Type.Literal('sandbox'),
-      ],
+    consentUrl: urlTemplate(
+      "Quicko's consent (OAuth login) page; the docs leave its host unstated (an older doc: https://oauth.quicko.com/login).",
+    ),
+    authenticateUrl: urlTemplate(
+      'The API-user token endpoint (POST, x-api-key and x-api-secret headers), e.g. {baseUrl}/authenticate.',
+    ),
+    authorizeUrl: urlTemplate(
+      'The exchange and refresh endpoint (POST, the token as a query parameter), e.g. {baseUrl}/oauth/authorize.',
+    ),
+    requestTokenParam: Type.String({
+      pattern: '^[A-Za-z0-9_.-]{1,64}$',
+      description:
+        'Name of the request token in the callback and of the token parameter of authorizeUrl ("request_token").',
+    }),
+    redirectParam: Type.String({
+      pattern: '^[A-Za-z0-9_.-]{1,64}$',
+      description:
+        'Name of the consent-page parameter carrying our callback URL: "redirect" (current docs) or "redirect_url" (older doc).',
+    }),
+    redirectEncoding: Type.Union([Type.Literal('base64'), Type.Literal('plain')], {
+      description: 'How the callback URL is encoded in that parameter; the docs say base64.',
+    }),
+    deniedWhen: Type.Object(
       {
-        description:
-          'production: api.sandbox.co.in; test: test-api.sandbox.co.in; quicko: api.quicko.com (Quicko Connect); sandbox: npm start.',
+        param: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+        equals: Type.String({ maxLength: 64 }),
       },
-    ),
-    consentUrl: Type.Optional(
-      Type.String({
-        format: 'uri',
-        pattern: '^https?://',
-        description:
-          "Quicko's consent (OAuth login) page. Default: https://oauth.quicko.com/login (an older doc); for environment sandbox, <baseUrl>/login.",
-      }),
-    ),
-    redirectParam: Type.Optional(
-      Type.String({
-        pattern: '^[A-Za-z0-9_.-]{1,64}$',
-        description:
-          'Name of the consent-page parameter carrying our callback URL: "redirect" (default, current docs) or "redirect_url" (older doc).',
-      }),
-    ),
-    redirectEncoding: Type.Optional(
-      Type.Union([Type.Literal('base64'), Type.Literal('plain')], {
-        description: 'How the callback URL is encoded in that parameter; the docs say base64.',
-      }),
+      {
+        additionalProperties: false,
+        description: 'The callback parameter and value that say the person cancelled.',
+      },
     ),
     options: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), {
         description: 'Options sent to the consent page as base64-encoded JSON (`options`).',
       }),
     ),
-    apiVersion: Type.Optional(
-      Type.String({
-        pattern: '^[0-9A-Za-z.]{1,16}$',
-        description: 'The x-api-version header (default "1.0").',
-      }),
-    ),
+    apiVersion: Type.String({
+      pattern: '^[0-9A-Za-z.]{1,16}$',
+      description: 'The x-api-version header ("1.0").',
+    }),
+    accessTokenLifetimeSeconds: Type.Integer({
+      minimum: 60,
+      description: 'Lifetime of an access token when the answer does not say (24 h).',
+    }),
+    refreshTokenLifetimeSeconds: Type.Integer({
+      minimum: 60,
+      description: 'Lifetime of a refresh token, which cannot be renewed (1 year).',
+    }),
+    apiUserTokenLifetimeSeconds: Type.Integer({
+      minimum: 60,
+      description: 'Lifetime of the API-user token from authenticateUrl (24 h).',
+    }),
     ...commonProviderFields,
   },
   { additionalProperties: false },
 );
 export type QuickoConfig = Static<typeof configSchema>;
 
-/** Where the older doc puts the consent page; the current docs leave the host unstated. */
-export const defaultQuickoConsentUrl = 'https://oauth.quicko.com/login';
-/** Request tokens, API-user tokens and access tokens all last 24 h; refresh tokens 1 year. */
-const DAY_MS = 24 * 60 * 60 * 1000;
-const REFRESH_TOKEN_LIFETIME_MS = 365 * DAY_MS;
 /**
- * The API-user token is cached a little shorter than its 24 h, so no call goes out with one about
- * to lapse; a clock skew beyond that is caught by the re-authentication on 401/403.
+ * The API-user token is cached a little shorter than its lifetime, so no call goes out with one
+ * about to lapse; a clock skew beyond that is caught by the re-authentication on 401/403.
  */
 const API_USER_TOKEN_MARGIN_MS = 10 * 60 * 1000;
 const API_USER_TOKEN_CACHE = 'api-user-token';
 
-/**
- * The consent page: the configured one, else for the sandbox the sandbox's own page (its API and
- * consent app share one base), else the documented host.
- */
-export function quickoConsentUrl(ctx: ProviderContext<QuickoConfig>): string {
-  if (ctx.config.consentUrl) return ctx.config.consentUrl;
-  return ctx.config.environment === 'sandbox' ? `${ctx.baseUrl}/login` : defaultQuickoConsentUrl;
+function url(ctx: ProviderContext<QuickoConfig>, template: string, field: string): string {
+  return fillTemplate(
+    template,
+    { baseUrl: ctx.baseUrl, ...ctx.config.params },
+    `providers.${ctx.providerId}.${field}`,
+  );
 }
 
 function apiHeaders(ctx: ProviderContext<QuickoConfig>): Record<string, string> {
-  return { accept: 'application/json', 'x-api-version': ctx.config.apiVersion ?? '1.0' };
+  return { accept: 'application/json', 'x-api-version': ctx.config.apiVersion };
 }
 
 /**
@@ -149,7 +153,7 @@ async function authenticate(ctx: ProviderContext<QuickoConfig>): Promise<string>
     {
       label,
       method: 'POST',
-      url: `${ctx.baseUrl}/authenticate`,
+      url: url(ctx, ctx.config.authenticateUrl, 'authenticateUrl'),
       headers: {
         ...apiHeaders(ctx),
         'x-api-key': secret.api_key!,
@@ -168,7 +172,7 @@ async function authenticate(ctx: ProviderContext<QuickoConfig>): Promise<string>
   await ctx.sealedCache.put(
     API_USER_TOKEN_CACHE,
     token,
-    ctx.now() + DAY_MS - API_USER_TOKEN_MARGIN_MS,
+    ctx.now() + ctx.config.apiUserTokenLifetimeSeconds * 1000 - API_USER_TOKEN_MARGIN_MS,
   );
   return token;
 }
@@ -195,12 +199,12 @@ async function authorize(
       {
         label,
         method: 'POST',
-        url: `${ctx.baseUrl}/oauth/authorize?${new URLSearchParams({ request_token: requestToken })}`,
+        url: `${url(ctx, ctx.config.authorizeUrl, 'authorizeUrl')}?${new URLSearchParams({ [ctx.config.requestTokenParam]: requestToken })}`,
         // Bare token, no "Bearer": providers.md "authorization header" (VERIFIED).
         headers: { ...apiHeaders(ctx), 'x-api-key': secret.api_key!, authorization: apiUser },
         retrySafe,
       },
-      (response) => readTokens(response, label, ctx.now()),
+      (response) => readTokens(ctx, response, label),
     );
   };
   // Only for a refusal sent with a fresh API-user token.
@@ -225,7 +229,12 @@ async function authorize(
   }
 }
 
-function readTokens(response: ProviderResponse, label: string, now: number): TokenSet {
+function readTokens(
+  ctx: ProviderContext<QuickoConfig>,
+  response: ProviderResponse,
+  label: string,
+): TokenSet {
+  const now = ctx.now();
   const fields = readOAuthTokenFields(readQuickoBody(response, label), label, now);
   return {
     accessToken: fields.accessToken,
@@ -233,11 +242,11 @@ function readTokens(response: ProviderResponse, label: string, now: number): Tok
     // `authorization` below.
     tokenType: 'Bearer',
     // Access tokens last 24 h (seed doc, "Access Token"), unless the answer says otherwise.
-    expiresAt: fields.expiresAt ?? now + DAY_MS,
+    expiresAt: fields.expiresAt ?? now + ctx.config.accessTokenLifetimeSeconds * 1000,
     ...(fields.refreshToken
       ? {
           refreshToken: fields.refreshToken,
-          refreshTokenExpiresAt: now + REFRESH_TOKEN_LIFETIME_MS,
+          refreshTokenExpiresAt: now + ctx.config.refreshTokenLifetimeSeconds * 1000,
         }
       : {}),
   };
@@ -246,9 +255,6 @@ function readTokens(response: ProviderResponse, label: string, now: number): Tok
 const protocol: UserConsentProtocol<QuickoConfig> = {
   kind: 'quicko',
   variant: 'user-consent',
-  // The refresh token lasts a year and cannot be renewed: ask the person to connect again two
-  // weeks before it ends (the Connection Needs Reauth event is the team's cue).
-  reauthLeadSeconds: 14 * 24 * 3600,
   secretFields: ['api_key', 'api_secret'],
 
   /**
@@ -260,28 +266,31 @@ const protocol: UserConsentProtocol<QuickoConfig> = {
     callback.searchParams.set('state', input.state);
     const callbackUrl = callback.toString();
     const secret = await ctx.secret();
-    const url = new URL(quickoConsentUrl(ctx));
-    url.searchParams.set('api_key', secret.api_key!);
-    url.searchParams.set(
-      ctx.config.redirectParam ?? 'redirect',
+    const consent = new URL(url(ctx, ctx.config.consentUrl, 'consentUrl'));
+    consent.searchParams.set('api_key', secret.api_key!);
+    consent.searchParams.set(
+      ctx.config.redirectParam,
       ctx.config.redirectEncoding === 'plain'
         ? callbackUrl
         : Buffer.from(callbackUrl).toString('base64'),
     );
     if (ctx.config.options) {
-      url.searchParams.set(
+      consent.searchParams.set(
         'options',
         Buffer.from(JSON.stringify(ctx.config.options)).toString('base64'),
       );
     }
-    return { authorizationUrl: url.toString(), callbackUrl };
+    return { authorizationUrl: consent.toString(), callbackUrl };
   },
 
   completeConsent: async (ctx, input) => {
-    if (input.params.status === 'cancelled') throw new AccessDeniedError();
-    const requestToken = input.params.request_token;
+    const { deniedWhen, requestTokenParam } = ctx.config;
+    if (input.params[deniedWhen.param] === deniedWhen.equals) throw new AccessDeniedError();
+    const requestToken = input.params[requestTokenParam];
     if (!requestToken) {
-      throw new InvalidRequestError('The quicko callback carried no request_token.');
+      throw new InvalidRequestError(
+        `The ${ctx.providerId} callback carried no ${requestTokenParam}.`,
+      );
     }
     // Single use: a retry after a lost answer could only be refused.
     return authorize(ctx, requestToken, 'quicko authorize', false, false);
@@ -305,17 +314,12 @@ const protocol: UserConsentProtocol<QuickoConfig> = {
   /** Quicko's APIs want the API key (an identifier, not the secret) and version on every call. */
   async apiHeaders(ctx) {
     const secret = await ctx.secret();
-    return { 'x-api-key': secret.api_key!, 'x-api-version': ctx.config.apiVersion ?? '1.0' };
+    return { 'x-api-key': secret.api_key!, 'x-api-version': ctx.config.apiVersion };
   },
 };
 
 export const quicko: ProviderKind<QuickoConfig> = {
   kind: 'quicko',
   configSchema,
-  hosts: {
-    production: 'https://api.sandbox.co.in',
-    test: 'https://test-api.sandbox.co.in',
-    quicko: 'https://api.quicko.com',
-  },
   protocol: () => protocol,
 };

@@ -1,8 +1,6 @@
+import { oauth1 } from './oauth1.ts';
 import { oauth2 } from './oauth2.ts';
 import { quicko } from './quicko.ts';
-import { quidkey } from './quidkey.ts';
-import { quiqup } from './quiqup.ts';
-import { quipt } from './quipt.ts';
 import type { ProviderKind, ProviderProtocol } from './types.ts';
 
 // Each kind is typed by its own config; the broker only hands a kind an entry validated against
@@ -19,14 +17,11 @@ export type AnyProviderProtocol = ProviderProtocol<any>;
  */
 export type KindRegistry = Readonly<Record<string, AnyProviderKind>>;
 
-/** Every provider kind the broker ships. A new kind is one module added here. */
-export const defaultKinds: KindRegistry = Object.freeze({
-  quiqup,
-  quidkey,
-  quicko,
-  oauth2,
-  quipt,
-});
+/**
+ * Every provider kind the broker ships. A new kind is one module added here; a new provider is a
+ * catalog entry (shared/providers/catalog/), not a kind.
+ */
+export const defaultKinds: KindRegistry = Object.freeze({ oauth2, oauth1, quicko });
 
 /** The protocol of a validated entry (parseConfig has refused unknown kinds). */
 export function protocolOf(

@@ -23,7 +23,7 @@ export interface ProviderWiring {
   kinds?: KindRegistry;
   secrets: SecretSource;
   now: () => number;
-  /** Where `environment: "sandbox"` points (the offline runtime's /sandbox). */
+  /** Where `environment: "sandbox"` points (the offline runtime's /sandbox/<catalog id>). */
   sandboxBaseUrl: string;
   http?: Partial<ProviderHttpOptions>;
   /** The encrypted provider-wide cache of each provider (see SealedCache). */
@@ -45,7 +45,7 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
       context: {
         providerId: id,
         config: entry as never,
-        baseUrl: resolveProviderBaseUrl(entry, definition.hosts, wiring.sandboxBaseUrl),
+        baseUrl: resolveProviderBaseUrl(entry, wiring.sandboxBaseUrl),
         secret: () => wiring.secrets.get(id, kind.secretFields),
         http: createProviderHttp({
           ...wiring.http,

@@ -13,6 +13,15 @@ export interface TokenSet {
   refreshTokenExpiresAt?: number;
   /** OAuth 1.0a token secret. */
   tokenSecret?: string;
+  /**
+   * True when `expiresAt` is the entry's `defaultExpiresInSeconds`, not the provider's word: the
+   * token may stop working earlier, so such connections are flagged and renewed on forceRefresh.
+   */
+  expiryAssumed?: boolean;
+  /** The per-connection values given at createConnectSession (`{subdomain}`…), for later calls. */
+  connectionParams?: Record<string, string>;
+  /** Non-secret facts about the connection kept from the token answer or callback (`metadata`). */
+  metadata?: Record<string, string>;
 }
 
 /** The per-provider JSON secret (`<prefix>/<providerId>` in Secrets Manager). */
@@ -28,7 +37,7 @@ export interface ProviderContext<C> {
   http: ProviderHttp;
   now(): number;
   /**
-   * A small provider-wide cache whose values are stored encrypted (e.g. Quicko's API-user token),
+   * A small provider-wide cache whose values are stored encrypted (e.g. an API-user token a kind obtains first),
    * shared by every container. Values are strings; `expiresAt` is epoch ms.
    */
   sealedCache: SealedCache;
@@ -45,11 +54,13 @@ export type CallbackParams = Record<string, string>;
 export interface ConsentStartInput {
   /**
    * Our callback URL for this provider (`<public base>/callback/<providerId>`). A kind whose
-   * provider returns no `state` adds `state` to it as a query parameter (Quicko).
+   * provider returns no `state` (or not always) adds `state` to it as a query parameter.
    */
   callbackUrl: string;
   /** Random flow id (≥ 128 bits); OAuth 2.0 kinds send it as `state`. */
   state: string;
+  /** Per-connection values given at createConnectSession, checked against the entry. */
+  connectionParams?: Record<string, string>;
 }
 
 export interface ConsentStart {
@@ -60,12 +71,7 @@ export interface ConsentStart {
    * core stores them encrypted with the flow and hands them back once.
    */
   flowSecrets?: Record<string, string>;
-  /**
-   * When the provider's callback carries its own handle instead of our state (OAuth 1.0a
-   * `oauth_token`), that value; the core finds the flow by its hash. Default: our `state`.
-   */
-  callbackHandle?: string;
-  /** The exact callback URL used, if the kind changed it (Quicko adds `state`); default input's. */
+  /** The exact callback URL used, if the kind changed it (adding `state`); default input's. */
   callbackUrl?: string;
 }
 
@@ -75,6 +81,7 @@ export interface ConsentCallbackInput {
   callbackUrl: string;
   state: string;
   flowSecrets: Record<string, string>;
+  connectionParams?: Record<string, string>;
 }
 
 /** An outgoing request to sign with OAuth 1.0a. */
@@ -99,7 +106,7 @@ interface ProtocolBase<C> {
   /** The Authorization header value for the access token (default `<tokenType> <token>`). */
   authorization?(tokens: TokenSet): string;
   /**
-   * Headers besides Authorization that the provider's API wants on every call (Quicko: its
+   * Headers besides Authorization that the provider's API wants on every call (e.g. an
    * `x-api-key` and `x-api-version`). Identifiers only: never a secret.
    */
   apiHeaders?(ctx: ProviderContext<C>): Promise<Record<string, string>>;
@@ -109,11 +116,6 @@ interface ProtocolBase<C> {
 interface ConsentHooks<C> {
   /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */
   startConsent(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
-  /**
-   * The flow handle the provider's callback carries: `params.state` by default; OAuth 1.0a uses
-   * `oauth_token`. Undefined when it carries none.
-   */
-  callbackHandle?(params: CallbackParams): string | undefined;
   /**
    * Finish consent from the callback's parameters. Throws AccessDeniedError when the person
    * declined or cancelled, InvalidRequestError for a malformed callback, provider errors as usual.
@@ -180,8 +182,8 @@ export interface ProviderKind<C extends { kind: string } = { kind: string }> {
   kind: C['kind'];
   /** JSON Schema (TypeBox) of this kind's entry in broker.config.json. */
   configSchema: TObject;
-  /** Documented hosts by environment name. */
-  hosts: Record<string, string>;
+  /** Rules across the entry's fields the schema cannot say; the message names the field. */
+  checkEntry?(config: C): string | undefined;
   /** The protocol of one validated entry (a kind may pick its variant from the entry). */
   protocol(config: C): ProviderProtocol<C>;
 }

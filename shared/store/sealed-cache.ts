@@ -5,7 +5,7 @@ import { ttlAttribute } from './table.ts';
 
 /**
  * A provider-wide cache in the token table whose values are envelope-encrypted, bound to the
- * provider and entry name (e.g. Quicko's API-user token, shared by every container). Expired
+ * provider and entry name (e.g. a kind's API-user token, shared by every container). Expired
  * entries read as absent; the table's TTL removes them later.
  */
 export class DynamoSealedCache implements SealedCache {

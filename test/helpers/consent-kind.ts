@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { commonProviderFields } from '../../shared/providers/common.ts';
+import { parseConfig } from '../../shared/config.ts';
 import {
   defaultKinds,
+  protocolOf,
   type AnyProviderKind,
   type KindRegistry,
 } from '../../shared/providers/registry.ts';
@@ -23,27 +25,35 @@ export const testConsentKind: AnyProviderKind = {
   kind: 'test-consent',
   configSchema: Type.Object(
     {
+      ...commonProviderFields,
       kind: Type.Literal('test-consent'),
       environment: Type.Literal('sandbox'),
       via: Type.Union([Type.Literal('quidkey'), Type.Literal('quiqup')]),
-      ...commonProviderFields,
     },
     { additionalProperties: false },
   ),
-  hosts: {},
-  protocol: (config: { via: 'quidkey' | 'quiqup' }) => ({
-    kind: 'test-consent',
-    variant: 'user-consent',
-    secretFields: ['client_id', 'client_secret'],
-    startConsent: () => Promise.reject(new Error('test-consent has no consent page')),
-    completeConsent: () => Promise.reject(new Error('test-consent has no consent page')),
-    refresh: (ctx, current) => {
-      const via = defaultKinds[config.via]!.protocol({ kind: config.via });
-      if (!via.refresh) throw new Error(`${config.via} cannot refresh`);
-      const sandboxRoot = ctx.baseUrl.slice(0, ctx.baseUrl.lastIndexOf('/'));
-      return via.refresh({ ...ctx, baseUrl: `${sandboxRoot}/${config.via}` }, current);
-    },
-  }),
+  protocol: (config: { via: 'quidkey' | 'quiqup' }) => {
+    // The catalog entry it renews through, as a provider of it would be configured.
+    const entry = parseConfig({
+      providers: { via: { catalog: config.via, environment: 'sandbox' } },
+    }).providers.via!;
+    const via = protocolOf(entry);
+    return {
+      kind: 'test-consent',
+      variant: 'user-consent',
+      secretFields: ['client_id', 'client_secret'],
+      startConsent: () => Promise.reject(new Error('test-consent has no consent page')),
+      completeConsent: () => Promise.reject(new Error('test-consent has no consent page')),
+      refresh: (ctx, current) => {
+        if (!via.refresh) throw new Error(`${config.via} cannot refresh`);
+        const sandboxRoot = ctx.baseUrl.slice(0, ctx.baseUrl.lastIndexOf('/'));
+        return via.refresh(
+          { ...ctx, config: entry as never, baseUrl: `${sandboxRoot}/${config.via}` },
+          current,
+        );
+      },
+    };
+  },
 };
 
 /** The shipped kinds plus the test kind, for the tests' own brokers and configs. */

@@ -20,8 +20,8 @@ export const testConfig = () =>
   parseConfig({
     allowedReturnTo: ['http://localhost/'],
     providers: {
-      quiqup: { kind: 'quiqup', environment: 'sandbox' },
-      quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+      quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+      quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
     },
   });
 

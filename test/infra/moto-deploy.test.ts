@@ -90,8 +90,8 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
     secretsPrefix: `otb-moto-${run}`,
     refresh: { scheduleMinutes: 5 },
     providers: {
-      quiqup: { kind: 'quiqup', environment: 'sandbox' },
-      quidkey: { kind: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
+      quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+      quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
     },
   });
   let synthesized: SynthesizedBroker['template'];

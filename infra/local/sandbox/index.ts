@@ -4,13 +4,16 @@ import { QuiptSandbox } from './quipt-sandbox.ts';
 import { QuiqupSandbox } from './quiqup-sandbox.ts';
 
 export interface SandboxWiring {
-  /** client_id → client_secret of the configured providers of this kind (from the secrets file). */
-  clients: (kind: string) => Map<string, string>;
+  /**
+   * client_id → client_secret of the configured providers of this sandbox's catalog entry (from
+   * the secrets file).
+   */
+  clients: (sandbox: string) => Map<string, string>;
   signingKey: Buffer;
   now: () => number;
 }
 
-/** Every sandbox provider the offline runtime serves, under /sandbox/<kind>. */
+/** Every sandbox provider the offline runtime serves, under /sandbox/<catalog id>. */
 export function createSandboxes(wiring: SandboxWiring) {
   const { clients, signingKey, now } = wiring;
   return {

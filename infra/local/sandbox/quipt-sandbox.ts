@@ -51,6 +51,12 @@ export class QuiptSandbox extends SandboxProviderBase {
   timestampWindowSeconds = 300;
   /** Content-Type of the credentials answers; the broker must read them whatever it says. */
   credentialsContentType = 'application/x-www-form-urlencoded';
+  /**
+   * Whether a denial carries `oauth_token` besides `oauth_problem=user_refused`. OAuth problem
+   * reporting lets a provider send the problem alone; tests turn this off to prove the broker
+   * still finds the flow.
+   */
+  denialCarriesToken = true;
   private readonly pending = new Map<string, PendingAuthorization>();
   /** Request tokens already exchanged, to tell "used" from "unknown". */
   private readonly exchanged = new Set<string>();
@@ -139,7 +145,9 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
     }
     // §2.2: the parameters are appended to the callback's own query.
     const target = new URL(entry.callback);
-    target.searchParams.append('oauth_token', token);
+    if (decision !== 'deny' || this.denialCarriesToken) {
+      target.searchParams.append('oauth_token', token);
+    }
     if (decision === 'deny') {
       this.pending.delete(token);
       target.searchParams.append('oauth_problem', 'user_refused');
