@@ -12,10 +12,10 @@ import { LocalKeyManager } from './crypto/local-key-manager.ts';
 import { ConfigError } from './errors.ts';
 import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
-import { defaultHttpOptions, type ProviderHttpOptions } from './providers/http.ts';
+import type { ProviderHttpOptions } from './providers/http.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
-import { defaultLeaseMs, defaultWaitMs } from './refresh.ts';
+import { defaultLeaseMs, defaultWaitMs, ProviderCallTimes } from './refresh.ts';
 import { Refresher } from './refresher.ts';
 import {
   SecretSource,
@@ -27,7 +27,8 @@ import { ConnectService } from './connect/connect-service.ts';
 import { ConnectionsApi } from './connect/connections-api.ts';
 import { FlowStore } from './connect/flow-store.ts';
 import { ConnectionDirectory } from './store/connection-directory.ts';
-import { ConnectionStore } from './store/connection-store.ts';
+import type { ConnectionStore } from './store/connection-store.ts';
+import { DynamoConnectionStore } from './store/dynamo-connection-store.ts';
 import { DynamoSealedCache } from './store/sealed-cache.ts';
 import { TokenService } from './token-service.ts';
 
@@ -71,7 +72,7 @@ export function createBroker(deps: BrokerDeps): Broker {
     marshallOptions: { removeUndefinedValues: true },
   });
   const envelope = new Envelope(deps.keys);
-  const store = new ConnectionStore(db, deps.tableName, envelope);
+  const store = new DynamoConnectionStore(db, deps.tableName, envelope);
   const providers = resolveProviders({
     config: deps.config,
     kinds: deps.kinds ?? defaultKinds,
@@ -89,7 +90,8 @@ export function createBroker(deps: BrokerDeps): Broker {
     providers,
     now,
     logger,
-    leaseMs: deps.leaseMs ?? leaseFor(deps.config, deps.http),
+    leaseMs: deps.leaseMs ?? defaultLeaseMs,
+    callTimes: new ProviderCallTimes(),
     waitMs: deps.waitMs ?? defaultWaitMs,
   };
   const directory = new ConnectionDirectory(db, deps.tableName);
@@ -121,20 +123,6 @@ export function createBroker(deps: BrokerDeps): Broker {
       now,
     }),
   };
-}
-
-/**
- * The refresh lease outlasts a renewal's provider calls: two calls in a row (an exchange after an
- * authentication, say), each with its retries, at the slowest configured timeout, plus a margin.
- * A lease that lapsed mid-call is safe (the fenced write), but costs a second provider call.
- */
-function leaseFor(config: BrokerConfig, http: Partial<ProviderHttpOptions> | undefined): number {
-  const attempts = (http?.retries ?? defaultHttpOptions.retries) + 1;
-  const slowest = Math.max(
-    http?.timeoutMs ?? defaultHttpOptions.timeoutMs,
-    ...Object.values(config.providers).map((entry) => entry.timeoutMs ?? 0),
-  );
-  return Math.max(defaultLeaseMs, 2 * attempts * slowest + 5_000);
 }
 
 function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   NeedsReauthError,
@@ -13,7 +14,7 @@ import type { BrokerLogger } from './logger.ts';
 import { describeError } from './middleware.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
 import type { TokenSet } from './providers/types.ts';
-import type { Connection, ConnectionStore } from './store/connection-store.ts';
+import type { Claim, Connection, ConnectionStore, ReadItem } from './store/connection-store.ts';
 
 export type RenewalDecision =
   | { renew: false; reason: 'valid' | 'does_not_expire' }
@@ -70,9 +71,22 @@ export interface RefreshOptions {
   waitForLease?: boolean;
   /** A copy already read (e.g. from the due index), to save one read; it may be stale. */
   initial?: Connection;
+  /**
+   * Where the provider call waits for its turn (the refresher's concurrency gates). It may
+   * decline by throwing RenewalNotStarted: the lease is given back and nothing else is written.
+   */
+  callSlot?: <T>(call: () => Promise<T>) => Promise<T>;
 }
 
-export type RefreshOutcome = 'renewed' | 'created' | 'fresh' | 'leased_elsewhere';
+/** Thrown by a `callSlot` that will not run the call after all (out of time, provider down). */
+export class RenewalNotStarted extends Error {
+  constructor() {
+    super('The renewal was not started.');
+    this.name = 'RenewalNotStarted';
+  }
+}
+
+export type RefreshOutcome = 'renewed' | 'created' | 'fresh' | 'leased_elsewhere' | 'not_started';
 
 export interface RefreshResult {
   connection: Connection;
@@ -84,21 +98,76 @@ export interface RefreshDeps {
   events: EventPublisher;
   now: () => number;
   logger: BrokerLogger;
-  /** How long a refresh lease lasts; longer than the slowest provider call with its retries. */
+  /** How long a lease lasts unless its holder's heartbeat extends it (ms). */
   leaseMs: number;
+  /** How often a holder extends its lease while it works (ms); default a quarter of leaseMs. */
+  heartbeatMs?: number;
   /** How long a caller waits on another holder's lease before giving up. */
   waitMs: number;
+  /** This container's provider call durations, which set how often waiters poll. */
+  callTimes?: ProviderCallTimes;
 }
 
-export const defaultLeaseMs = 30_000;
+/**
+ * The lease and its heartbeat: a holder extends its lease every 2 s while it works, so a live
+ * holder keeps it through any provider call, and a dead one's lapses within 8 s of its last beat:
+ * a waiter takes over within 8 s of a holder's death (docs/architecture.md, "The lease").
+ */
+export const defaultLeaseMs = 8_000;
 export const defaultWaitMs = 20_000;
 
 /**
+ * Provider call durations seen in this container, per provider (an exponentially weighted
+ * average), so waiters poll at a pace tied to how long the holder's call should take.
+ */
+export class ProviderCallTimes {
+  private readonly averages = new Map<string, number>();
+
+  /** Before any call was seen: a typical OAuth token endpoint's answer time. */
+  constructor(private readonly initialMs = 100) {}
+
+  expectedMs(providerId: string): number {
+    return this.averages.get(providerId) ?? this.initialMs;
+  }
+
+  record(providerId: string, ms: number): void {
+    const previous = this.averages.get(providerId);
+    this.averages.set(providerId, previous === undefined ? ms : 0.8 * previous + 0.2 * ms);
+  }
+}
+
+const containerCallTimes = new ProviderCallTimes();
+
+/**
+ * How long a waiter sleeps before it reads the connection again. While the holder's call should
+ * still be running (up to twice its expected time), an eighth of the expected call (5–100 ms);
+ * past that the holder is slow or dead, so the pace halves with each doubling of the wait, to at
+ * most 500 ms. Jittered (×0.5–1.5) so waiters in different containers do not read in step; never
+ * past the moment the holder's lease lapses (then it is taken over at once). Over a 20 s wait this
+ * is at most ~100 reads per connection per container (one poller each: the token service shares
+ * one renewal per connection in a container).
+ */
+export function waitPollMs(
+  expectedCallMs: number,
+  waitedMs: number,
+  msUntilLapse: number,
+  random = Math.random,
+): number {
+  const base = Math.min(100, Math.max(5, expectedCallMs / 8));
+  const overdue = waitedMs / (2 * expectedCallMs);
+  const interval = overdue <= 1 ? base : Math.min(500, base * 2 ** Math.ceil(Math.log2(overdue)));
+  const jittered = interval * (0.5 + random());
+  return msUntilLapse >= 0 ? Math.min(jittered, msUntilLapse + 1) : jittered;
+}
+
+/**
  * The one refresh protocol, for every caller (the token function and the refresher):
- * read → decide → take a lease with a conditional write → call the provider → write the new tokens
- * conditionally on the version and on still holding the lease → release. A caller that finds a live
- * lease waits and re-reads (or, for the refresher, moves on); a dead holder's lease lapses and is
- * taken over. See docs/architecture.md, "The refresh protocol".
+ * read → decide → take a lease with a conditional write → call the provider (the lease extended
+ * by a heartbeat meanwhile) → write the new tokens conditionally on the version and on still
+ * holding the lease, which releases it. A caller that finds a live lease waits and re-reads (or,
+ * for the refresher, moves on); a dead holder's lease lapses and is taken over. A connection
+ * that does not exist yet (client credentials) is claimed the same way before its first mint.
+ * See docs/architecture.md, "The refresh protocol".
  */
 export async function refreshConnection(
   deps: RefreshDeps,
@@ -107,12 +176,54 @@ export async function refreshConnection(
   options: RefreshOptions,
 ): Promise<RefreshResult> {
   const giveUpAt = deps.now() + deps.waitMs;
+  const waitStarted = performance.now();
+  const callTimes = deps.callTimes ?? containerCallTimes;
+  const wait = async (msUntilLapse: number) => {
+    if (deps.now() >= giveUpAt) {
+      throw new ProviderUnavailableError(
+        `A renewal of ${provider.id}/${connectionId} elsewhere is taking too long; try again shortly.`,
+      );
+    }
+    const waitedMs = performance.now() - waitStarted;
+    await sleep(waitPollMs(callTimes.expectedMs(provider.id), waitedMs, msUntilLapse));
+  };
+  const callProvider = (heartbeat: Heartbeat, call: () => Promise<TokenSet>) =>
+    (options.callSlot ?? runNow)(async () => {
+      // Lost the lease while waiting for a slot: someone else renews; do not call twice.
+      if (heartbeat.lost) throw new RenewalNotStarted();
+      const started = performance.now();
+      const tokens = await call();
+      callTimes.record(provider.id, performance.now() - started);
+      return tokens;
+    });
+
   let initial = options.initial;
-  for (let attempt = 0; ; attempt += 1) {
+  for (;;) {
     const current = initial ?? (await deps.store.get(provider.id, connectionId));
     initial = undefined; // a stale copy is good for one try only
     const now = deps.now();
-    if (!current) return createConnection(deps, provider, connectionId);
+    if (!current) {
+      // Only a waiting caller creates: the refresher does not bring back a connection deleted
+      // since it read the due index.
+      const { kind } = provider;
+      if (kind.variant !== 'client-credentials' || options.waitForLease === false) {
+        throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
+      }
+      const holder = randomUUID();
+      let claim: Claim;
+      try {
+        claim = await deps.store.claim(provider.id, connectionId, holder, now, deps.leaseMs);
+      } catch (error) {
+        if (!(error instanceof VersionConflictError)) throw error;
+        // Another caller is minting it (or just did): wait for it as for any lease.
+        await wait(-1);
+        continue;
+      }
+      const mint = () => kind.mint(provider.context);
+      const created = await mintClaimed(deps, provider, claim, holder, mint, callProvider);
+      if (created) return { connection: created, outcome: 'created' };
+      continue; // our claim lapsed and was taken over: wait for the new claimer
+    }
     assertUsable(current);
 
     // Looking as far ahead as the caller does (the refresher: up to its next run), so a consent
@@ -133,12 +244,7 @@ export async function refreshConnection(
       if (options.waitForLease === false) {
         return { connection: current, outcome: 'leased_elsewhere' };
       }
-      if (now >= giveUpAt) {
-        throw new ProviderUnavailableError(
-          `A renewal of ${provider.id}/${connectionId} elsewhere is taking too long; try again shortly.`,
-        );
-      }
-      await sleep(backoffMs(attempt));
+      await wait(current.lease.expiresAt - now);
       continue;
     }
 
@@ -153,6 +259,7 @@ export async function refreshConnection(
     const reason = consentEnding ? 'consent_ending' : decision.reason;
     deps.logger.info('renewing connection', { provider: provider.id, connectionId, reason });
 
+    const heartbeat = startHeartbeat(deps, leased, holder);
     let tokens: TokenSet;
     try {
       if (consentEnding) {
@@ -160,8 +267,13 @@ export async function refreshConnection(
           `The ${provider.id} connection "${connectionId}" reaches the end of its consent; the user must connect again.`,
         );
       }
-      tokens = await renewTokens(deps, provider, current.tokens);
+      tokens = await callProvider(heartbeat, () => renewTokens(deps, provider, current.tokens));
     } catch (error) {
+      heartbeat.stop();
+      if (error instanceof RenewalNotStarted) {
+        await deps.store.releaseLease(leased, holder);
+        return { connection: current, outcome: 'not_started' };
+      }
       const outcome = await recordRenewalFailure(deps, provider, leased, holder, error);
       if (outcome === 'superseded') continue; // a newer write landed meanwhile: use it
       if (outcome === 'needs_reauth') {
@@ -174,38 +286,103 @@ export async function refreshConnection(
       }
       throw error;
     }
+    heartbeat.stop();
     return saveRenewedTokens(deps, provider, leased, tokens, holder);
   }
 }
 
-/** Client-credentials providers have one connection, "default", created on first use. */
-async function createConnection(
+const runNow = <T>(call: () => Promise<T>): Promise<T> => call();
+
+/** A holder's lease heartbeat; `lost` once a beat found the lease no longer ours. */
+interface Heartbeat {
+  readonly lost: boolean;
+  stop(): void;
+}
+
+/**
+ * Extends our lease every `heartbeatMs` until stopped. A beat refused by its condition means the
+ * lease is gone (it lapsed and was taken over, or someone wrote): the beats stop and `lost` says
+ * so; the fenced writes keep us from overwriting anyone. A beat the store fails is logged and the
+ * next one tries again (the lease lapses only if every beat fails for a whole lease).
+ */
+function startHeartbeat(deps: RefreshDeps, item: ReadItem, holder: string): Heartbeat {
+  const periodMs = deps.heartbeatMs ?? deps.leaseMs / 4;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const state = {
+    lost: false,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+  const beat = async () => {
+    try {
+      await deps.store.extendLease(item, holder, deps.now(), deps.leaseMs);
+    } catch (error) {
+      if (stopped) return; // our own final write raced the beat
+      if (error instanceof VersionConflictError) {
+        state.lost = true;
+        deps.logger.warn('refresh lease lost while renewing', {
+          provider: item.provider,
+          connectionId: item.connectionId,
+        });
+        return;
+      }
+      deps.logger.warn('refresh lease heartbeat failed; trying again at the next beat', {
+        provider: item.provider,
+        connectionId: item.connectionId,
+        error: (error as Error).name,
+      });
+    }
+    if (!stopped) timer = setTimeout(beat, periodMs).unref();
+  };
+  timer = setTimeout(beat, periodMs).unref();
+  return state;
+}
+
+/**
+ * The first mint of a client-credentials connection, under our claim (heartbeat as for any
+ * lease). The connection on success; undefined if our claim was taken over meanwhile (the caller
+ * re-reads and waits for the new claimer). A failed mint deletes the claim, so the next caller
+ * can claim at once, and is thrown.
+ */
+async function mintClaimed(
   deps: RefreshDeps,
   provider: ResolvedProvider,
-  connectionId: string,
-): Promise<RefreshResult> {
-  if (provider.kind.variant !== 'client-credentials') {
-    throw new NotFoundError(`No ${provider.id} connection "${connectionId}" exists.`);
-  }
-  const tokens = await provider.kind.mint(provider.context);
+  claim: Claim,
+  holder: string,
+  mint: () => Promise<TokenSet>,
+  callProvider: (heartbeat: Heartbeat, call: () => Promise<TokenSet>) => Promise<TokenSet>,
+): Promise<Connection | undefined> {
+  const { connectionId } = claim;
+  const heartbeat = startHeartbeat(deps, claim, holder);
+  let tokens: TokenSet;
   try {
-    const connection = await deps.store.create(
-      provider.id,
-      connectionId,
-      tokens,
-      deps.now(),
-      nextDueAt(provider, tokens),
-    );
-    deps.logger.info('connection created', { provider: provider.id, connectionId });
-    await publish(deps, 'Connection Created', connection);
-    return { connection, outcome: 'created' };
+    tokens = await callProvider(heartbeat, mint);
   } catch (error) {
-    if (!(error instanceof VersionConflictError)) throw error;
-    // Another container created it first; its token is as good as ours.
-    const existing = await deps.store.get(provider.id, connectionId);
-    if (!existing) throw error;
-    return { connection: existing, outcome: 'fresh' };
+    heartbeat.stop();
+    await deps.store.abandonClaim(claim, holder);
+    if (error instanceof RenewalNotStarted) return undefined;
+    throw error;
   }
+  heartbeat.stop();
+  const dueAt = nextDueAt(provider, tokens);
+  let connection: Connection;
+  try {
+    connection = await withStoreRetries(deps, () =>
+      deps.store.saveTokens(claim, tokens, deps.now(), {
+        holder,
+        ...(dueAt !== undefined ? { dueAt } : {}),
+      }),
+    );
+  } catch (error) {
+    if (error instanceof VersionConflictError) return undefined;
+    throw error;
+  }
+  deps.logger.info('connection created', { provider: provider.id, connectionId });
+  await publish(deps, 'Connection Created', connection);
+  return connection;
 }
 
 /**
@@ -391,7 +568,7 @@ function publish(
   });
 }
 
-/** 50 ms doubling to 800 ms, with full jitter: waiters do not poll in step. */
+/** 50 ms doubling to 800 ms, with full jitter: retries of a failing store do not go in step. */
 function backoffMs(attempt: number): number {
   return Math.random() * Math.min(800, 50 * 2 ** attempt) + 10;
 }

@@ -3,11 +3,12 @@ import type { BrokerConfig } from './config.ts';
 import {
   BrokerError,
   NeedsReauthError,
+  NotFoundError,
   ProviderUnavailableError,
   VersionConflictError,
 } from './errors.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
-import { nextDueAt, refreshConnection, type RefreshDeps } from './refresh.ts';
+import { nextDueAt, refreshConnection, RenewalNotStarted, type RefreshDeps } from './refresh.ts';
 import { publishSafely } from './events.ts';
 import {
   unreadableTokensError,
@@ -73,8 +74,22 @@ export class Refresher {
       durationMs: 0,
     };
 
-    const overall = pLimit(config.refresh.concurrency);
-    const perProvider = new Map<string, LimitFunction>();
+    // The gates bound provider calls, not whole renewals: a renewal's store writes (the lease
+    // before its call, the tokens after) overlap other renewals' calls. Each provider's calls pass
+    // its own gate first, then the overall one, so a hanging provider holds at most its cap of
+    // the overall slots; and at most twice its cap of its renewals are under way (leased or
+    // writing) at once, so its backlog holds no more leases than that.
+    const overallCalls = pLimit(config.refresh.concurrency);
+    const gates = new Map<string, { renewals: LimitFunction; calls: LimitFunction }>();
+    const gatesOf = (providerId: string) => {
+      let gate = gates.get(providerId);
+      if (!gate) {
+        const cap = config.refresh.perProviderConcurrency;
+        gate = { renewals: pLimit(2 * cap), calls: pLimit(cap) };
+        gates.set(providerId, gate);
+      }
+      return gate;
+    };
     const failuresInRow = new Map<string, number>();
     const inFlight = new Set<Promise<void>>();
     // Shard loops waiting for the backlog to shrink; each finished task wakes one. (Not
@@ -84,10 +99,32 @@ export class Refresher {
     const outOfTime = () => options.remainingMs() < stopMarginMs;
 
     const renew = async (provider: ResolvedProvider, due: Connection): Promise<void> => {
-      if (outOfTime() || (failuresInRow.get(provider.id) ?? 0) >= PROVIDER_FAILURE_LIMIT) {
+      const stopped = () =>
+        outOfTime() || (failuresInRow.get(provider.id) ?? 0) >= PROVIDER_FAILURE_LIMIT;
+      if (stopped()) {
         summary.skipped += 1;
         return;
       }
+      const calls = gatesOf(provider.id).calls;
+      // Checked again once a slot is free: the provider may have failed meanwhile, or time run
+      // out; the renewal then gives its lease back untouched. The call's outcome is counted
+      // before its slot is freed, so the next call through the gate already knows it.
+      const callSlot = <T>(call: () => Promise<T>): Promise<T> =>
+        calls(() =>
+          overallCalls(async () => {
+            if (stopped()) throw new RenewalNotStarted();
+            try {
+              const result = await call();
+              failuresInRow.set(provider.id, 0);
+              return result;
+            } catch (error) {
+              if (error instanceof ProviderUnavailableError) {
+                failuresInRow.set(provider.id, (failuresInRow.get(provider.id) ?? 0) + 1);
+              }
+              throw error;
+            }
+          }),
+        );
       try {
         const { outcome, connection } = await refreshConnection(
           this.deps,
@@ -99,21 +136,22 @@ export class Refresher {
             force: false,
             waitForLease: false,
             initial: due,
+            callSlot,
           },
         );
         if (outcome === 'renewed' || outcome === 'created') summary.refreshed += 1;
         else summary.skipped += 1;
         if (outcome === 'fresh') await this.rescheduleIfEarly(provider, connection);
-        failuresInRow.set(provider.id, 0);
       } catch (error) {
         if (error instanceof NeedsReauthError) {
           summary.needsReauth += 1;
           return;
         }
-        summary.failed += 1;
-        if (error instanceof ProviderUnavailableError) {
-          failuresInRow.set(provider.id, (failuresInRow.get(provider.id) ?? 0) + 1);
+        if (error instanceof NotFoundError) {
+          summary.skipped += 1; // deleted since the due index was read
+          return;
         }
+        summary.failed += 1;
         if (!(error instanceof BrokerError)) {
           logger.error('refresh failed unexpectedly', {
             provider: provider.id,
@@ -147,19 +185,12 @@ export class Refresher {
               summary.skipped += 1; // a provider removed from the configuration
               continue;
             }
-            let limit = perProvider.get(provider.id);
-            if (!limit) {
-              limit = pLimit(config.refresh.perProviderConcurrency);
-              perProvider.set(provider.id, limit);
-            }
-            // Per-provider gate first, then the overall one: a provider's backlog can hold at
-            // most its own cap of the overall queue, so the others keep moving.
-            const task: Promise<void> = limit(() => overall(() => renew(provider, due))).finally(
-              () => {
+            const task: Promise<void> = gatesOf(provider.id)
+              .renewals(() => renew(provider, due))
+              .finally(() => {
                 inFlight.delete(task);
                 backlogWaiters.shift()?.();
-              },
-            );
+              });
             inFlight.add(task);
           }
           while (inFlight.size > config.refresh.concurrency * 4) {

@@ -1,15 +1,12 @@
-import {
-  GetCommand,
-  PutCommand,
-  QueryCommand,
-  UpdateCommand,
-  type DynamoDBDocumentClient,
-} from '@aws-sdk/lib-dynamodb';
-import type { Envelope } from '../crypto/envelope.ts';
-import { BrokerError, VersionConflictError } from '../errors.ts';
 import type { TokenSet } from '../providers/types.ts';
-import { isConditionalCheckFailed } from './conditional.ts';
-import { connectionPk, dueIndex, dueShardFor } from './table.ts';
+
+/*
+ * The token store port: what the refresh protocol, the refresher and the connect flows need of
+ * the table, and the types they exchange. Two adapters implement it with the same conditional-write
+ * semantics (test/connection-store-contract.test.ts holds them to it): DynamoDB
+ * (`dynamo-connection-store.ts`, for AWS, moto and dynalite) and memory
+ * (`memory-connection-store.ts`, for the protocol's unit tests).
+ */
 
 export type ConnectionStatus = 'active' | 'needs_reauth';
 
@@ -38,29 +35,6 @@ export interface Connection {
   dueAt?: number;
   /** Who holds the refresh lease, and until when (epoch ms). */
   lease?: { holder: string; expiresAt: number };
-}
-
-/** The item as stored: no token in clear, only the envelope ciphertext. */
-interface ConnectionItem {
-  pk: string;
-  type: 'connection';
-  provider: string;
-  connectionId: string;
-  status: ConnectionStatus;
-  version: number;
-  tokens: string;
-  accessTokenExpiresAt?: number;
-  refreshTokenExpiresAt?: number;
-  createdAt: number;
-  updatedAt: number;
-  lastRefreshedAt?: number;
-  lastError?: ConnectionError;
-  refreshFailures?: number;
-  /** Due index keys: present only while the refresher should renew the connection. */
-  dueShard?: string;
-  dueAt?: number;
-  leaseHolder?: string;
-  leaseExpiresAt?: number;
 }
 
 /**
@@ -107,401 +81,150 @@ export function tokensContext(provider: string, connectionId: string) {
 }
 
 /**
- * Connections in the DynamoDB token table (the same adapter serves AWS, moto and the embedded
- * store). Reads are strongly consistent: refresh decisions must see the latest refresh token.
- * Every write is conditional on the version read.
+ * A not-yet-existing connection claimed for its first mint: an item with no tokens, version 0,
+ * under the claimer's lease. Invisible to `get` until its tokens are written.
  */
-export class ConnectionStore {
-  constructor(
-    private readonly db: DynamoDBDocumentClient,
-    private readonly tableName: string,
-    private readonly envelope: Envelope,
-  ) {}
+export interface Claim {
+  provider: string;
+  connectionId: string;
+  version: 0;
+  createdAt: number;
+  lease: { holder: string; expiresAt: number };
+}
 
-  async get(provider: string, connectionId: string): Promise<Connection | undefined> {
-    const out = await this.db.send(
-      new GetCommand({
-        TableName: this.tableName,
-        Key: { pk: connectionPk(provider, connectionId) },
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item ? this.fromItem(out.Item as ConnectionItem) : undefined;
-  }
+/** What a fenced write needs of the item it read. */
+export type ReadItem = Pick<Connection, 'provider' | 'connectionId' | 'version' | 'createdAt'>;
 
-  /**
-   * One page of connections due by `until` in one shard of the due index, soonest first. GSI
-   * reads are eventually consistent: callers treat them as hints and write conditionally.
-   */
-  async queryDue(
+/**
+ * Connections, and the refresh lease on each. Every write is conditional on the version read;
+ * lease-holder writes also on still holding the lease. A refused condition is always
+ * VersionConflictError (re-read and decide again); any other error is the store failing.
+ * Reads are strongly consistent, except `queryDue` (an index: a hint).
+ */
+export interface ConnectionStore {
+  /** A connection with tokens; undefined when none exists (or only a claim does). */
+  get(provider: string, connectionId: string): Promise<Connection | undefined>;
+
+  /** One page of one shard of the due index: `dueAt <= until`, soonest first. */
+  queryDue(
     shard: string,
     until: number,
-    options: { limit?: number; page?: Record<string, unknown> } = {},
-  ): Promise<DuePage> {
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        IndexName: dueIndex.name,
-        KeyConditionExpression: '#shard = :shard AND #due <= :until',
-        ExpressionAttributeNames: { '#shard': dueIndex.partitionKey, '#due': dueIndex.sortKey },
-        ExpressionAttributeValues: { ':shard': shard, ':until': until },
-        Limit: options.limit ?? 100,
-        ...(options.page ? { ExclusiveStartKey: options.page } : {}),
-      }),
-    );
-    // Each item on its own: one that cannot be decrypted heads its shard (the oldest dueAt), so
-    // failing the page for it would fail every run and starve the whole shard.
-    const items = (out.Items ?? []) as ConnectionItem[];
-    const settled = await Promise.allSettled(items.map((item) => this.fromItem(item)));
-    const connections: Connection[] = [];
-    const unreadable: UnreadableDue[] = [];
-    settled.forEach((result, i) => {
-      if (result.status === 'fulfilled') {
-        connections.push(result.value);
-        return;
-      }
-      const item = items[i]!;
-      const error = result.reason as Error;
-      unreadable.push({
-        provider: item.provider,
-        connectionId: item.connectionId,
-        status: item.status,
-        version: item.version,
-        dueAt: item.dueAt!, // every item of the due index has one
-        errorName: ((error.cause as Error | undefined) ?? error).name,
-      });
-    });
-    return {
-      connections,
-      unreadable,
-      ...(out.LastEvaluatedKey ? { nextPage: out.LastEvaluatedKey } : {}),
-    };
-  }
+    options?: { limit?: number; page?: Record<string, unknown> },
+  ): Promise<DuePage>;
 
   /**
-   * Sets aside a due item whose tokens cannot be decrypted: moves its due time to `dueAt` and
-   * records why, without reading its tokens, so it no longer heads its shard on every run. No
-   * version bump: its tokens are unchanged. Conditional on the version read, so a newer write
-   * (a reconnect with new tokens) stands; VersionConflictError otherwise.
+   * Sets aside a due item whose tokens cannot be decrypted: moves its due time and records why,
+   * without reading its tokens or bumping its version. Conditional on the version.
    */
-  async postponeUnreadable(
+  postponeUnreadable(
     provider: string,
     connectionId: string,
     version: number,
     dueAt: number,
     now: number,
-  ): Promise<void> {
-    await this.conditional(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pk: connectionPk(provider, connectionId) },
-        UpdateExpression: 'SET dueAt = :dueAt, lastError = :lastError',
-        ConditionExpression: 'version = :version',
-        ExpressionAttributeValues: {
-          ':dueAt': dueAt,
-          ':lastError': { ...unreadableTokensError, at: now },
-          ':version': version,
-        },
-      }),
-    );
-  }
+  ): Promise<void>;
 
-  /** Creates a connection; VersionConflictError if one already exists. */
-  async create(
+  /** Creates a connection at version 1; refused if any item (a claim too) exists. */
+  create(
     provider: string,
     connectionId: string,
     tokens: TokenSet,
     now: number,
     dueAt?: number,
-  ): Promise<Connection> {
-    const pk = connectionPk(provider, connectionId);
-    const item: ConnectionItem = {
-      pk,
-      type: 'connection',
-      provider,
-      connectionId,
-      status: 'active',
-      version: 1,
-      tokens: await this.encryptTokens(provider, connectionId, tokens),
-      ...expiries(tokens),
-      createdAt: now,
-      updatedAt: now,
-      lastRefreshedAt: now,
-      refreshFailures: 0,
-      ...(dueAt !== undefined ? { dueShard: dueShardFor(pk), dueAt } : {}),
-    };
-    await this.conditional(
-      new PutCommand({
-        TableName: this.tableName,
-        Item: item,
-        ConditionExpression: 'attribute_not_exists(pk)',
-      }),
-    );
-    return this.fromItemWithTokens(item, tokens);
-  }
+  ): Promise<Connection>;
 
   /**
-   * Takes the refresh lease: only if nobody wrote since `current` was read and no live lease is
-   * held. VersionConflictError otherwise (re-read and decide again).
+   * Claims a not-yet-existing connection for its first mint: refused while a connection or a
+   * live claim exists; a lapsed claim (its claimer died) is taken over.
    */
-  async acquireLease(
+  claim(
+    provider: string,
+    connectionId: string,
+    holder: string,
+    now: number,
+    leaseMs: number,
+  ): Promise<Claim>;
+
+  /** Deletes our claim after a failed mint, so the next caller can claim at once. */
+  abandonClaim(claim: Claim, holder: string): Promise<void>;
+
+  /** Takes the lease: the version is the one read and no live lease is held. */
+  acquireLease(
     current: Connection,
     holder: string,
     now: number,
     leaseMs: number,
-  ): Promise<Connection> {
-    const expiresAt = now + leaseMs;
-    await this.conditional(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pk: connectionPk(current.provider, current.connectionId) },
-        UpdateExpression: 'SET leaseHolder = :holder, leaseExpiresAt = :expiresAt',
-        ConditionExpression:
-          'version = :version AND (attribute_not_exists(leaseHolder) OR leaseExpiresAt < :now)',
-        ExpressionAttributeValues: {
-          ':holder': holder,
-          ':expiresAt': expiresAt,
-          ':version': current.version,
-          ':now': now,
-        },
-      }),
-    );
-    return { ...current, lease: { holder, expiresAt } };
-  }
+  ): Promise<Connection>;
+
+  /** The heartbeat: moves our lease's end to now + leaseMs, while we still hold it. */
+  extendLease(current: ReadItem, holder: string, now: number, leaseMs: number): Promise<void>;
+
+  /** Gives our lease back without writing (a renewal that will not run after all). */
+  releaseLease(current: ReadItem, holder: string): Promise<void>;
 
   /**
-   * Writes renewed tokens and their next due time, and releases the lease. Fenced: the write
-   * happens only while the item is at the version we read *and* (when `holder` is given) still
-   * leased to us, so a holder whose lease lapsed can never overwrite a newer write.
+   * Writes renewed tokens (version + 1), their next due time, and releases the lease. With
+   * `holder`, only while we still hold the lease; without, fenced by the version alone.
+   * A claim's tokens are written this way too (version 0 → 1).
    */
-  async saveTokens(
-    current: Connection,
+  saveTokens(
+    current: ReadItem,
     tokens: TokenSet,
     now: number,
-    options: { holder?: string; dueAt?: number } = {},
-  ): Promise<Connection> {
-    const pk = connectionPk(current.provider, current.connectionId);
-    const update = new UpdateBuilder()
-      .set('tokens', await this.encryptTokens(current.provider, current.connectionId, tokens))
-      .set('#status', 'active')
-      .set('version', current.version + 1)
-      .set('updatedAt', now)
-      .set('lastRefreshedAt', now)
-      .set('refreshFailures', 0)
-      .remove('leaseHolder', 'leaseExpiresAt', 'lastError');
-    const { accessTokenExpiresAt, refreshTokenExpiresAt } = expiries(tokens);
-    update.setOrRemove('accessTokenExpiresAt', accessTokenExpiresAt);
-    update.setOrRemove('refreshTokenExpiresAt', refreshTokenExpiresAt);
-    update.setOrRemove('dueShard', options.dueAt !== undefined ? dueShardFor(pk) : undefined);
-    update.setOrRemove('dueAt', options.dueAt);
-    await this.conditional(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pk },
-        ...update.build(current.version, options.holder),
-      }),
-    );
-    const { lease: _lease, lastError: _lastError, dueAt: _dueAt, ...rest } = current;
-    return {
-      ...rest,
-      status: 'active',
-      version: current.version + 1,
-      tokens,
-      updatedAt: now,
-      lastRefreshedAt: now,
-      refreshFailures: 0,
-      ...(options.dueAt !== undefined ? { dueAt: options.dueAt } : {}),
-    };
-  }
+    options?: { holder?: string; dueAt?: number },
+  ): Promise<Connection>;
 
-  /**
-   * Records a failed renewal and releases our lease. The stored tokens are left as they were.
-   * `needsReauth` takes the connection out of service and out of the due index; otherwise it
-   * stays due again at `retryAt` (the backoff).
-   */
-  async recordFailure(
+  /** Records a failed renewal (version + 1) and releases our lease; the tokens stay as they are. */
+  recordFailure(
     current: Connection,
     holder: string,
     failure: FailureRecord,
     now: number,
-  ): Promise<Connection> {
-    const pk = connectionPk(current.provider, current.connectionId);
-    const lastError = { ...failure.error, at: now };
-    const status: ConnectionStatus = failure.needsReauth ? 'needs_reauth' : current.status;
-    const dueAt = failure.needsReauth ? undefined : failure.retryAt;
-    const update = new UpdateBuilder()
-      .set('lastError', lastError)
-      .set('#status', status)
-      .set('version', current.version + 1)
-      .set('updatedAt', now)
-      .set('refreshFailures', current.refreshFailures + 1)
-      .remove('leaseHolder', 'leaseExpiresAt');
-    update.setOrRemove('dueShard', dueAt !== undefined ? dueShardFor(pk) : undefined);
-    update.setOrRemove('dueAt', dueAt);
-    await this.conditional(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pk },
-        ...update.build(current.version, holder),
-      }),
-    );
-    const { lease: _lease, dueAt: _dueAt, ...rest } = current;
-    return {
-      ...rest,
-      status,
-      lastError,
-      version: current.version + 1,
-      updatedAt: now,
-      refreshFailures: current.refreshFailures + 1,
-      ...(dueAt !== undefined ? { dueAt } : {}),
-    };
-  }
+  ): Promise<Connection>;
 
-  /**
-   * Moves a connection's due time without touching its tokens or version (readers of this version
-   * see the same tokens either way). Conditional on the version and on no live lease, so it never
-   * undoes a newer write. VersionConflictError otherwise; callers just move on.
-   */
-  async reschedule(current: Connection, dueAt: number, now: number): Promise<void> {
-    const pk = connectionPk(current.provider, current.connectionId);
-    await this.conditional(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { pk },
-        UpdateExpression: 'SET dueShard = :shard, dueAt = :dueAt',
-        ConditionExpression:
-          'version = :version AND (attribute_not_exists(leaseHolder) OR leaseExpiresAt < :now)',
-        ExpressionAttributeValues: {
-          ':shard': dueShardFor(pk),
-          ':dueAt': dueAt,
-          ':version': current.version,
-          ':now': now,
-        },
-      }),
-    );
-  }
+  /** Moves the due time without a version bump; only at the version read and with no live lease. */
+  reschedule(current: Connection, dueAt: number, now: number): Promise<void>;
+}
 
-  /** Gives the lease back without writing tokens (someone else had already renewed). */
-  async releaseLease(current: Connection, holder: string): Promise<void> {
-    try {
-      await this.conditional(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { pk: connectionPk(current.provider, current.connectionId) },
-          UpdateExpression: 'REMOVE leaseHolder, leaseExpiresAt',
-          ConditionExpression: 'version = :version AND leaseHolder = :holder',
-          ExpressionAttributeValues: { ':version': current.version, ':holder': holder },
-        }),
-      );
-    } catch (error) {
-      // Lost the lease already: it lapses or was taken over; nothing of ours to give back.
-      if (!(error instanceof VersionConflictError)) throw error;
-    }
-  }
-
-  private encryptTokens(provider: string, connectionId: string, tokens: TokenSet) {
-    return this.envelope.encrypt(JSON.stringify(tokens), tokensContext(provider, connectionId));
-  }
-
-  private async conditional(command: PutCommand | UpdateCommand): Promise<void> {
-    try {
-      await this.db.send(command as UpdateCommand);
-    } catch (error) {
-      if (isConditionalCheckFailed(error)) throw new VersionConflictError();
-      throw error;
-    }
-  }
-
-  private async fromItem(item: ConnectionItem): Promise<Connection> {
-    let tokens: TokenSet;
-    try {
-      tokens = JSON.parse(
-        await this.envelope.decrypt(item.tokens, tokensContext(item.provider, item.connectionId)),
-      ) as TokenSet;
-    } catch (cause) {
-      throw new BrokerError(
-        'internal_error',
-        `The stored tokens of ${item.provider}/${item.connectionId} could not be decrypted.`,
-        { cause },
-      );
-    }
-    return this.fromItemWithTokens(item, tokens);
-  }
-
-  private fromItemWithTokens(item: ConnectionItem, tokens: TokenSet): Connection {
-    return {
-      provider: item.provider,
-      connectionId: item.connectionId,
-      status: item.status,
-      version: item.version,
-      tokens,
-      createdAt: item.createdAt,
-      updatedAt: item.updatedAt,
-      refreshFailures: item.refreshFailures ?? 0,
-      ...(item.lastRefreshedAt !== undefined ? { lastRefreshedAt: item.lastRefreshedAt } : {}),
-      ...(item.lastError ? { lastError: item.lastError } : {}),
-      ...(item.dueAt !== undefined ? { dueAt: item.dueAt } : {}),
-      ...(item.leaseHolder && item.leaseExpiresAt !== undefined
-        ? { lease: { holder: item.leaseHolder, expiresAt: item.leaseExpiresAt } }
-        : {}),
-    };
-  }
+/** The connection a successful `saveTokens` leaves: every adapter answers with the same. */
+export function savedConnection(
+  current: ReadItem,
+  tokens: TokenSet,
+  now: number,
+  dueAt: number | undefined,
+): Connection {
+  return {
+    provider: current.provider,
+    connectionId: current.connectionId,
+    status: 'active',
+    version: current.version + 1,
+    tokens,
+    createdAt: current.createdAt,
+    updatedAt: now,
+    lastRefreshedAt: now,
+    refreshFailures: 0,
+    ...(dueAt !== undefined ? { dueAt } : {}),
+  };
 }
 
 /**
- * Builds a versioned update: SET/REMOVE clauses, always conditional on the version read and,
- * given a holder, on still holding the lease.
+ * The connection a `recordFailure` leaves: `needsReauth` takes it out of service and out of the
+ * due index; otherwise it stays due again at `retryAt` (the backoff). Tokens unchanged.
  */
-class UpdateBuilder {
-  private readonly sets: string[] = [];
-  private readonly removes: string[] = [];
-  private readonly values: Record<string, unknown> = {};
-
-  private readonly names: Record<string, string> = {};
-
-  /** `#name` for attribute names that are DynamoDB reserved words (status). */
-  set(name: string, value: unknown): this {
-    const attribute = name.replace('#', '');
-    if (name.startsWith('#')) this.names[name] = attribute;
-    this.sets.push(`${name} = :${attribute}`);
-    this.values[`:${attribute}`] = value;
-    return this;
-  }
-
-  remove(...names: string[]): this {
-    this.removes.push(...names);
-    return this;
-  }
-
-  setOrRemove(name: string, value: unknown): this {
-    return value === undefined ? this.remove(name) : this.set(name, value);
-  }
-
-  build(expectedVersion: number, holder?: string) {
-    return {
-      UpdateExpression: `SET ${this.sets.join(', ')} REMOVE ${this.removes.join(', ')}`,
-      ConditionExpression: holder
-        ? 'version = :expected AND leaseHolder = :holder'
-        : 'version = :expected',
-      ...(Object.keys(this.names).length > 0 ? { ExpressionAttributeNames: this.names } : {}),
-      ExpressionAttributeValues: {
-        ...this.values,
-        ':expected': expectedVersion,
-        ...(holder ? { ':holder': holder } : {}),
-      },
-    };
-  }
-}
-
-/** Expiry times kept in clear beside the ciphertext, for listing and scheduling. */
-function expiries(tokens: TokenSet): {
-  accessTokenExpiresAt?: number;
-  refreshTokenExpiresAt?: number;
-} {
+export function failedConnection(
+  current: Connection,
+  failure: FailureRecord,
+  now: number,
+): Connection {
+  const { lease: _lease, dueAt: _dueAt, ...rest } = current;
+  const dueAt = failure.needsReauth ? undefined : failure.retryAt;
   return {
-    ...(tokens.expiresAt !== undefined ? { accessTokenExpiresAt: tokens.expiresAt } : {}),
-    ...(tokens.refreshTokenExpiresAt !== undefined
-      ? { refreshTokenExpiresAt: tokens.refreshTokenExpiresAt }
-      : {}),
+    ...rest,
+    status: failure.needsReauth ? 'needs_reauth' : current.status,
+    lastError: { ...failure.error, at: now },
+    version: current.version + 1,
+    updatedAt: now,
+    refreshFailures: current.refreshFailures + 1,
+    ...(dueAt !== undefined ? { dueAt } : {}),
   };
 }

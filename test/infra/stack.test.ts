@@ -12,7 +12,7 @@ import { Envelope } from '../../shared/crypto/envelope.ts';
 import type { KeyManager } from '../../shared/crypto/key-manager.ts';
 import { protocolOf } from '../../shared/providers/registry.ts';
 import { hasConsentFlow } from '../../shared/providers/types.ts';
-import { ConnectionStore } from '../../shared/store/connection-store.ts';
+import { DynamoConnectionStore } from '../../shared/store/dynamo-connection-store.ts';
 import { DynamoSealedCache } from '../../shared/store/sealed-cache.ts';
 import {
   connectionPk,
@@ -345,7 +345,7 @@ describe('BrokerStack (stage prod)', () => {
       };
       const envelope = new Envelope(keys);
       const tokens = { accessToken: 'a', tokenType: 'Bearer' };
-      await new ConnectionStore(db, 't', envelope).create('p', 'c', tokens, 0);
+      await new DynamoConnectionStore(db, 't', envelope).create('p', 'c', tokens, 0);
       await new FlowStore(db, 't', envelope).putFlow('h', {
         provider: 'p',
         connectionId: 'c',
