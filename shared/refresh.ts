@@ -106,6 +106,8 @@ export interface RefreshDeps {
   waitMs: number;
   /** This container's provider call durations, which set how often waiters poll. */
   callTimes?: ProviderCallTimes;
+  /** How the protocol pauses (waiters' polls, store retries); the timers by default. */
+  sleep?: (ms: number) => Promise<unknown>;
 }
 
 /**
@@ -185,7 +187,9 @@ export async function refreshConnection(
       );
     }
     const waitedMs = performance.now() - waitStarted;
-    await sleep(waitPollMs(callTimes.expectedMs(provider.id), waitedMs, msUntilLapse));
+    await (deps.sleep ?? sleep)(
+      waitPollMs(callTimes.expectedMs(provider.id), waitedMs, msUntilLapse),
+    );
   };
   const callProvider = (heartbeat: Heartbeat, call: () => Promise<TokenSet>) =>
     (options.callSlot ?? runNow)(async () => {
@@ -530,7 +534,7 @@ async function withStoreRetries<T>(deps: RefreshDeps, write: () => Promise<T>): 
         attempt,
         error: (error as Error).name,
       });
-      await sleep(backoffMs(attempt + 2));
+      await (deps.sleep ?? sleep)(backoffMs(attempt + 2));
     }
   }
 }

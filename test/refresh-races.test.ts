@@ -79,6 +79,8 @@ function refreshDeps(): RefreshDeps {
     now: local.clock.now,
     logger: silentLogger,
     leaseMs: 30_000,
+    // These holders are paused mid-call by the test (heldRenewal): their heartbeat with them.
+    heartbeatMs: 600_000,
     waitMs: 20_000,
   };
 }
