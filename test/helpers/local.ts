@@ -47,6 +47,8 @@ export async function startTestBroker(
     persist?: boolean;
     config?: BrokerConfig;
     kinds?: KindRegistry;
+    /** Real time instead of the test clock (for tests with other processes in them). */
+    realTime?: boolean;
   } = {},
 ): Promise<TestBroker> {
   const clock = new TestClock();
@@ -57,7 +59,7 @@ export async function startTestBroker(
     persist: options.persist ?? false,
     config: options.config ?? testConfig(),
     ...(options.kinds ? { kinds: options.kinds } : {}),
-    now: clock.now,
+    now: options.realTime ? Date.now : clock.now,
     http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
     // Tests run the refresher when they mean to; a real-time schedule would race their clock.
     refresherIntervalSeconds: 0,

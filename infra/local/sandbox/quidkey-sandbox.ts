@@ -22,10 +22,18 @@ export class QuidkeySandbox extends SandboxProviderBase {
    * token and a used one is refused. Lets the tests prove that no race loses a refresh token.
    */
   rotateRefreshTokens = false;
-  /** Refresh tokens already used (by id), for rotation. */
-  private readonly usedRefreshTokens = new Set<string>();
+  /**
+   * With rotation: how long a used refresh token is still accepted (seconds), as many OAuth
+   * servers allow so that a client whose answer was lost can retry (30 s is a common setting).
+   * 0: a used refresh token is refused at once.
+   */
+  rotationGraceSeconds = 0;
+  /** Refresh tokens already used (by id), with when they were first used, for rotation. */
+  private readonly usedRefreshTokens = new Map<string, number>();
   /** Refreshes refused because the refresh token had been used already. */
   reusedRefreshTokens = 0;
+  /** Refreshes with a used refresh token accepted within the grace period. */
+  graceReuses = 0;
 
   async handle(request: SandboxRequest, res: ServerResponse): Promise<void> {
     const now = this.now();
@@ -85,11 +93,13 @@ export class QuidkeySandbox extends SandboxProviderBase {
       if (!claims)
         return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token is invalid or expired'));
       if (this.rotateRefreshTokens) {
-        if (this.usedRefreshTokens.has(claims.jti)) {
+        const firstUsedAt = this.usedRefreshTokens.get(claims.jti);
+        if (firstUsedAt === undefined) this.usedRefreshTokens.set(claims.jti, now);
+        else if (now - firstUsedAt < this.rotationGraceSeconds * 1000) this.graceReuses += 1;
+        else {
           this.reusedRefreshTokens += 1;
           return sendJson(res, 401, failure('INVALID_TOKEN', 'Refresh token was already used'));
         }
-        this.usedRefreshTokens.add(claims.jti);
       }
       return sendJson(res, 200, {
         success: true,
