@@ -21,6 +21,8 @@ beforeAll(async () => {
       {
         providers: {
           quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+          // Never used before its first-use race: its connection does not exist yet.
+          'quiqup-first': { catalog: 'quiqup', environment: 'sandbox' },
           quidkey: { catalog: 'quidkey', environment: 'sandbox', refreshLeadSeconds: 60 },
           // A user-consent provider (renews through the Quidkey sandbox): nothing can mint for it,
           // so a lost refresh token would lose the connection outright.
@@ -164,6 +166,26 @@ describe('races: one provider call however many callers', () => {
       expect(run.refreshed + run.skipped).toBe(run.due);
     },
   );
+
+  it('first use: 24 callers in 4 containers on a client-credentials connection that does not exist yet → exactly one mint', async () => {
+    const racers = await startContainers(4);
+    // Warm every container's store connection and key caches (on another provider).
+    await Promise.all(racers.map((racer) => racer.broker.tokens.getToken({ provider: 'quiqup' })));
+    local.sandboxes.quiqup.fault = { type: 'delay', ms: 150 };
+    const before = calls('quiqup', 'token');
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        racers[i % 4]!.broker.tokens.getToken({ provider: 'quiqup-first' }),
+      ),
+    );
+    expect(calls('quiqup', 'token') - before).toBe(1);
+    expect(new Set(answers.map((answer) => answer.accessToken)).size).toBe(1);
+    const stored = (await local.broker.store.get('quiqup-first', 'default'))!;
+    expect(stored).toMatchObject({ version: 1, status: 'active' });
+    expect(stored.lease).toBeUndefined();
+    expect(stored.tokens.accessToken).toBe(answers[0]!.accessToken);
+    expect(await sandboxAccepts('quiqup', answers[0]!.authorization)).toBe(true);
+  });
 
   it('1,000 concurrent renewals with rotating, single-use refresh tokens lose no connection', async () => {
     const sandbox = local.sandboxes.quidkey;
