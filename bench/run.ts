@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only warm,stampede,refresher,cold --connections 10000 …]`: runs the
+ * `npm run bench [-- --only warm,stampede,refresher,cold,first-use,takeover --connections 10000 …]`: runs the
  * workloads on the offline runtime's store and sandbox providers, prints one table with the
  * goals beside the measured figures, and writes bench/results.json (git-ignored: numbers are
  * machine-specific). A benchmark, not a test: a missed goal is reported, never an exit code.
@@ -10,14 +10,16 @@ import { cpus, loadavg, totalmem, type as osType, release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config.ts';
 import { benchColdStart } from './cold-start.ts';
+import { benchFirstUse } from './first-use.ts';
 import type { BenchRow, WorkloadResult } from './harness.ts';
 import { benchRefresher } from './refresher.ts';
 import { benchStampede } from './stampede.ts';
+import { benchTakeover } from './takeover.ts';
 import { benchWarmToken } from './warm-token.ts';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'warm,stampede,refresher,cold' },
+    only: { type: 'string', default: 'warm,stampede,refresher,cold,first-use,takeover' },
     fetches: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '300' },
     stampede: { type: 'string', default: '200' },
@@ -26,6 +28,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '10000' },
     concurrency: { type: 'string', default: '10' },
     runs: { type: 'string', default: '21' },
+    'first-use-callers': { type: 'string', default: '24' },
+    crashes: { type: 'string', default: '3' },
     out: { type: 'string', default: 'bench/results.json' },
     verbose: { type: 'boolean', default: false },
   },
@@ -39,9 +43,8 @@ const int = (name: keyof typeof args): number => {
 };
 
 const provider = 'quiqup';
-const config = parseConfig({
-  providers: { [provider]: { catalog: 'quiqup', environment: 'sandbox' } },
-});
+const configInput = { providers: { [provider]: { catalog: 'quiqup', environment: 'sandbox' } } };
+const config = parseConfig(configInput);
 const options = {
   fetches: int('fetches'),
   warmup: int('warmup'),
@@ -51,6 +54,8 @@ const options = {
   connections: int('connections'),
   concurrency: int('concurrency'),
   runs: int('runs'),
+  firstUseCallers: int('first-use-callers'),
+  crashes: int('crashes'),
 };
 
 const workloads: Record<string, { title: string; run: () => Promise<WorkloadResult> }> = {
@@ -81,6 +86,21 @@ const workloads: Record<string, { title: string; run: () => Promise<WorkloadResu
         concurrency: options.concurrency,
         providerDelayMs: options.providerDelayMs,
       }),
+  },
+  'first-use': {
+    title: `first use: ${options.firstUseCallers} callers over ${options.containers} containers, no connection yet`,
+    run: () =>
+      benchFirstUse({
+        config,
+        provider,
+        callers: options.firstUseCallers,
+        containers: options.containers,
+        providerDelayMs: options.providerDelayMs,
+      }),
+  },
+  takeover: {
+    title: `crash takeover: ${options.crashes} holders killed mid-call in a process of their own`,
+    run: () => benchTakeover({ config, configInput, provider, crashes: options.crashes }),
   },
   cold: {
     title: `cold start: bundles and ${options.runs} fresh imports each`,

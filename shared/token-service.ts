@@ -87,6 +87,7 @@ export interface TokenServiceDeps extends RefreshDeps {
  */
 export class TokenService {
   private readonly inFlight = new Map<string, Promise<Connection>>();
+  private readonly reads = new Map<string, Promise<Connection | undefined>>();
 
   constructor(private readonly deps: TokenServiceDeps) {}
 
@@ -101,7 +102,7 @@ export class TokenService {
     const force = request.forceRefresh ?? false;
     checkSignUse(provider, request);
 
-    const stored = await this.deps.store.get(provider.id, connectionId);
+    const stored = await this.read(provider.id, connectionId);
     if (stored?.status === 'needs_reauth') {
       throw new NeedsReauthError(
         `The ${provider.id} connection "${connectionId}" needs the user to connect again.`,
@@ -155,6 +156,24 @@ export class TokenService {
     }
     if (!requested) throw new InvalidRequestError(`connectionId is required for ${provider.id}.`);
     return requested;
+  }
+
+  /**
+   * Concurrent callers for one connection in this container share one read: a stampede of 200
+   * callers costs the store a read per container, not 200, and the renewal starts at once. A read
+   * shared this way started before some of its callers arrived, which is as good as theirs: a
+   * token valid then is served as valid, and a forced caller's version, if a renewal landed
+   * meanwhile, only makes the protocol find that renewal.
+   */
+  private read(provider: string, connectionId: string): Promise<Connection | undefined> {
+    const key = `${provider}#${connectionId}`;
+    const existing = this.reads.get(key);
+    if (existing) return existing;
+    const promise = this.deps.store
+      .get(provider, connectionId)
+      .finally(() => this.reads.delete(key));
+    this.reads.set(key, promise);
+    return promise;
   }
 
   /** One promise per key at a time: concurrent callers in this container share it. */
