@@ -77,7 +77,7 @@ export class Refresher {
     // The gates bound provider calls, not whole renewals: a renewal's store writes (the lease
     // before its call, the tokens after) overlap other renewals' calls. Each provider's calls pass
     // its own gate first, then the overall one, so a hanging provider holds at most its cap of
-    // the overall slots; and at most twice its cap of its renewals are under way (leased or
+    // the overall slots; and at most three times its cap of its renewals are under way (leased or
     // writing) at once, so its backlog holds no more leases than that.
     const overallCalls = pLimit(config.refresh.concurrency);
     const gates = new Map<string, { renewals: LimitFunction; calls: LimitFunction }>();
@@ -85,7 +85,7 @@ export class Refresher {
       let gate = gates.get(providerId);
       if (!gate) {
         const cap = config.refresh.perProviderConcurrency;
-        gate = { renewals: pLimit(2 * cap), calls: pLimit(cap) };
+        gate = { renewals: pLimit(3 * cap), calls: pLimit(cap) };
         gates.set(providerId, gate);
       }
       return gate;
