@@ -142,12 +142,12 @@ const containerCallTimes = new ProviderCallTimes();
 
 /**
  * How long a waiter sleeps before it reads the connection again. While the holder's call should
- * still be running (up to twice its expected time), an eighth of the expected call (5–100 ms);
- * past that the holder is slow or dead, so the pace halves with each doubling of the wait, to at
- * most 500 ms. Jittered (×0.5–1.5) so waiters in different containers do not read in step; never
- * past the moment the holder's lease lapses (then it is taken over at once). Over a 20 s wait this
- * is at most ~100 reads per connection per container (one poller each: the token service shares
- * one renewal per connection in a container).
+ * still be running (twice its expected time, at most 1 s), an eighth of the expected call
+ * (5–100 ms); past that the holder is slow or dead, so it reads at a quarter of the time waited
+ * so far, at most once a second. Jittered (×0.75–1.25) so waiters in different containers do not
+ * read in step; never past the moment the holder's lease lapses (then it is taken over at once).
+ * Over a whole 20 s wait that is at most ~65 reads per connection per container (one poller
+ * each: the token service shares one renewal per connection in a container).
  */
 export function waitPollMs(
   expectedCallMs: number,
@@ -156,9 +156,9 @@ export function waitPollMs(
   random = Math.random,
 ): number {
   const base = Math.min(100, Math.max(5, expectedCallMs / 8));
-  const overdue = waitedMs / (2 * expectedCallMs);
-  const interval = overdue <= 1 ? base : Math.min(500, base * 2 ** Math.ceil(Math.log2(overdue)));
-  const jittered = interval * (0.5 + random());
+  const dense = waitedMs < Math.min(2 * expectedCallMs, 1_000);
+  const interval = dense ? base : Math.min(1_000, Math.max(base, waitedMs / 4));
+  const jittered = interval * (0.75 + 0.5 * random());
   return msUntilLapse >= 0 ? Math.min(jittered, msUntilLapse + 1) : jittered;
 }
 

@@ -147,6 +147,21 @@ function held() {
   };
 }
 const tick = (ms = 5) => new Promise((done) => setTimeout(done, ms));
+/** Waits for something the protocol does on its own timers (a heartbeat), however busy the machine. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 2_000 && !condition(); i += 1) await tick(1);
+  expect(condition()).toBe(true);
+}
+/** The store, with each heartbeat counted. */
+function countingBeats(store: ConnectionStore) {
+  const counting = Object.create(store) as ConnectionStore & { beats: number };
+  counting.beats = 0;
+  counting.extendLease = (...args) => {
+    counting.beats += 1;
+    return store.extendLease(...args);
+  };
+  return counting;
+}
 
 describe('refresh protocol: what it decides from what it reads', () => {
   const consent = { grant: 'user_consent' as const, refresh: answers('new') };
@@ -343,19 +358,34 @@ describe('refresh protocol: leases', () => {
   it('a waiter takes over the moment a dead holder’s lease lapses (its poll never sleeps past it)', () => {
     expect(waitPollMs(100, 10_000, 3, () => 1)).toBe(4);
     expect(waitPollMs(100, 0, 3_000, () => 0.5)).toBe(12.5); // an eighth of the expected call
-    expect(waitPollMs(100, 60_000, 3_000, () => 0.5)).toBe(500); // slow or dead holder: 500 ms
+    expect(waitPollMs(100, 60_000, 3_000, () => 0.5)).toBe(1_000); // slow or dead holder: 1 s
     expect(waitPollMs(1, 0, -1, () => 0.5)).toBe(5); // never below 5 ms
   });
+
+  it.each([1, 2, 50, 100, 1_000, 5_000, 60_000])(
+    'a waiter reads at most ~65 times over a whole 20 s wait (expected call %d ms, every poll at its shortest)',
+    (expectedMs) => {
+      let waited = 0;
+      let reads = 0;
+      while (waited < 20_000) {
+        waited += waitPollMs(expectedMs, waited, -1, () => 0);
+        reads += 1;
+      }
+      expect(reads).toBeLessThanOrEqual(65);
+    },
+  );
 
   it('the heartbeat keeps a live holder’s lease through a call longer than the lease', async () => {
     const call = held();
     const w = world({ grant: 'user_consent', refresh: call.call }, { heartbeatMs: 5 });
     await w.seed(tokens('old', -1));
-    const holder = w.refresh();
+    const store = countingBeats(w.store);
+    const holder = w.refresh({}, { store });
     await call.called;
     for (let i = 0; i < 4; i += 1) {
       w.clock.t += 5_000; // 20 s pass in all: the 8 s lease would have lapsed twice over
-      await tick(15); // a beat or more
+      const beats = store.beats;
+      await until(() => store.beats > beats + 1); // a beat after this move of the clock
       expect((await w.refresh({ waitForLease: false })).outcome).toBe('leased_elsewhere');
     }
     call.release(tokens('new', 10 * HOUR));
@@ -404,8 +434,7 @@ describe('refresh protocol: leases', () => {
     await w.seed(tokens('old', -1));
     const holder = w.refresh({}, { store: failing });
     await call.called;
-    await tick(20);
-    expect(failedBeats).toBeGreaterThan(1); // it kept trying, beat after beat
+    await until(() => failedBeats > 2); // it keeps trying, beat after beat
     expect(w.warnings).toContain('refresh lease heartbeat failed; trying again at the next beat');
     w.clock.t += 8_001; // every beat failed for a whole lease: it lapses
     const other = world({ grant: 'user_consent', refresh: answers('B') });
@@ -426,18 +455,22 @@ describe('refresh protocol: leases', () => {
   it('a holder that lost its lease while waiting for a call slot makes no call and writes nothing', async () => {
     const w = world({ grant: 'user_consent', refresh: answers('A') }, { heartbeatMs: 5 });
     const read = await w.seed(tokens('old', -1));
+    const store = countingBeats(w.store);
     let openSlot!: () => void;
     const slotOpen = new Promise<void>((done) => (openSlot = done));
-    const renewal = w.refresh({
-      callSlot: async (call) => {
-        await slotOpen;
-        return call();
+    const renewal = w.refresh(
+      {
+        callSlot: async (call) => {
+          await slotOpen;
+          return call();
+        },
       },
-    });
-    await tick(2);
+      { store },
+    );
+    await until(() => store.beats > 0); // leased, waiting for its slot
     // Someone wrote meanwhile (a reconnect): the next beat finds the lease gone.
     await w.store.saveTokens(read, tokens('reconnected'), T0);
-    await tick(20);
+    await until(() => w.warnings.includes('refresh lease lost while renewing'));
     openSlot();
     expect((await renewal).outcome).toBe('not_started');
     expect(w.calls.refresh).toBe(0);
