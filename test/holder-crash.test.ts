@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
 import { defaultLeaseMs } from '../shared/refresh.ts';
-import { consentTokens, registerTestConsentKind } from './helpers/consent-kind.ts';
+import { consentTokens, testKinds } from './helpers/consent-kind.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
 
 // A holder that dies or stalls mid-call, in a process of its own (test/helpers/renewing-holder.ts):
@@ -12,7 +12,6 @@ import { startTestBroker, type TestBroker } from './helpers/local.ts';
 // consumed the refresh token and its answer is lost, so the connection survives only if another
 // caller takes over within that grace. Real time throughout (two processes share no test clock).
 let local: TestBroker;
-let unregister: () => void;
 const children: ChildProcess[] = [];
 const configInput = {
   providers: {
@@ -22,13 +21,15 @@ const configInput = {
 };
 
 beforeAll(async () => {
-  unregister = registerTestConsentKind();
-  local = await startTestBroker({ config: parseConfig(configInput), realTime: true });
+  local = await startTestBroker({
+    config: parseConfig(configInput, { kinds: testKinds }),
+    kinds: testKinds,
+    realTime: true,
+  });
 });
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
   await local.close();
-  unregister();
 });
 
 async function startHolder(connectionId: string) {

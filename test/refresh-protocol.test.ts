@@ -7,7 +7,7 @@ import {
 } from '../shared/errors.ts';
 import type { LifecycleEvent } from '../shared/events.ts';
 import type { BrokerLogger } from '../shared/logger.ts';
-import type { AnyProviderKind } from '../shared/providers/registry.ts';
+import type { AnyProviderProtocol } from '../shared/providers/registry.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { TokenSet } from '../shared/providers/types.ts';
 import {
@@ -62,10 +62,10 @@ function world(
     context: {} as never,
     kind: {
       kind: 'test',
-      grant: kind.grant,
-      hosts: {},
+      variant: kind.grant === 'client_credentials' ? 'client-credentials' : 'user-consent',
       secretFields: [],
-      configSchema: {} as never,
+      startConsent: () => Promise.reject(new Error('no consent page here')),
+      completeConsent: () => Promise.reject(new Error('no consent page here')),
       ...(kind.refresh
         ? {
             refresh: () => {
@@ -82,7 +82,7 @@ function world(
             },
           }
         : {}),
-    } as AnyProviderKind,
+    } as AnyProviderProtocol,
   };
   const deps: RefreshDeps = {
     store,

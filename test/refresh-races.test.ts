@@ -48,8 +48,17 @@ const calls = (kind: 'quiqup' | 'quidkey', endpoint: string) =>
   local.sandboxes[kind].callCount(endpoint);
 const longRun = { remainingMs: () => 300_000 };
 
+/**
+ * Racing containers. A provider call that times out may still have been answered: a lost answer
+ * (a retried mint counts twice; a rotated refresh token is lost, the provider's loss, not a
+ * race's). On a busy machine the usual 400 ms test timeout is reached now and then, so racing
+ * containers wait longer: these tests are about the races, not about timeouts.
+ */
 async function startContainers(count: number): Promise<Container[]> {
-  const started = await Promise.all(Array.from({ length: count }, () => startContainer(local)));
+  const http = { timeoutMs: 10_000, retries: 2, minRetryDelayMs: 5 };
+  const started = await Promise.all(
+    Array.from({ length: count }, () => startContainer(local, { http })),
+  );
   containers.push(...started);
   return started;
 }

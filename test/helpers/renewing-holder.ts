@@ -10,7 +10,7 @@ import { createBroker } from '../../shared/broker.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
-import { registerTestConsentKind } from './consent-kind.ts';
+import { testKinds } from './consent-kind.ts';
 import { silentLogger } from './containers.ts';
 
 const env = (name: string): string => {
@@ -19,10 +19,10 @@ const env = (name: string): string => {
   return value;
 };
 
-registerTestConsentKind();
 const dataDir = env('HOLDER_DATA_DIR');
 const broker = createBroker({
-  config: parseConfig(JSON.parse(env('HOLDER_CONFIG'))),
+  config: parseConfig(JSON.parse(env('HOLDER_CONFIG')), { kinds: testKinds }),
+  kinds: testKinds,
   dynamo: new DynamoDBClient({
     endpoint: env('HOLDER_DYNAMO_ENDPOINT'),
     region: 'local',
