@@ -15,7 +15,7 @@ let local: TestBroker;
 const children: ChildProcess[] = [];
 const configInput = {
   providers: {
-    quidkey: { kind: 'quidkey', environment: 'sandbox' }, // its client secret serves `consent`
+    quidkey: { catalog: 'quidkey', environment: 'sandbox' }, // its client secret serves `consent`
     consent: { kind: 'test-consent', environment: 'sandbox', via: 'quidkey' },
   },
 };
