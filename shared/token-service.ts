@@ -51,8 +51,13 @@ export interface AccessTokenAnswer {
   expiresAt: string | null;
   /** The ready-made Authorization header value. */
   authorization: string;
-  /** Every header a call to the provider's API needs: Authorization, plus any the kind adds. */
+  /**
+   * Every header a call to the provider's API needs: Authorization, plus any the entry declares
+   * (`headers`, e.g. Notion-Version) or the kind adds.
+   */
   headers: Record<string, string>;
+  /** The connection's metadata (the entry's `metadata`: Salesforce instance_url…), never a secret. */
+  metadata?: Record<string, string>;
 }
 
 /**
@@ -70,6 +75,7 @@ export interface SignedRequestAnswer {
   tokenType: string;
   /** `OAuth oauth_consumer_key="…", …, oauth_signature="…"` for exactly the requested call. */
   authorization: string;
+  metadata?: Record<string, string>;
 }
 
 export type TokenAnswer = AccessTokenAnswer | SignedRequestAnswer;
@@ -226,6 +232,7 @@ async function answer(
       connectionId: connection.connectionId,
       tokenType: tokens.tokenType,
       authorization: await kind.sign(provider.context, tokens, sign),
+      ...metadataOf(tokens),
     };
   }
   const authorization =
@@ -239,8 +246,16 @@ async function answer(
     expiresAt: tokens.expiresAt === undefined ? null : new Date(tokens.expiresAt).toISOString(),
     authorization,
     headers: {
+      ...provider.headers,
       ...(await provider.kind.apiHeaders?.(provider.context)),
       Authorization: authorization,
     },
+    ...metadataOf(tokens),
   };
+}
+
+function metadataOf(tokens: Connection['tokens']): { metadata?: Record<string, string> } {
+  return tokens.metadata && Object.keys(tokens.metadata).length > 0
+    ? { metadata: tokens.metadata }
+    : {};
 }

@@ -86,17 +86,24 @@ export class ConnectService {
     provider: string;
     connectionId: string;
     returnTo?: string;
+    params?: Record<string, string>;
   }): Promise<{ ok: true; url: string; expiresAt: string }> {
     const provider = this.consentProvider(request.provider);
     if (request.returnTo !== undefined) {
       assertAllowedReturnTo(request.returnTo, this.deps.config.allowedReturnTo);
     }
+    const connectionParams = checkConnectionParams(
+      provider.id,
+      this.deps.config.providers[provider.id]?.connectionParams,
+      request.params,
+    );
     const token = randomBytes(32).toString('base64url');
     const expiresAt = this.deps.now() + this.deps.config.connect.sessionTtlSeconds * 1000;
     await this.deps.flows.putSession(hashOf(token), {
       provider: provider.id,
       connectionId: request.connectionId,
       ...(request.returnTo !== undefined ? { returnTo: request.returnTo } : {}),
+      ...(connectionParams ? { connectionParams } : {}),
       expiresAt,
     });
     this.deps.logger.info('connect session created', {
@@ -124,7 +131,11 @@ export class ConnectService {
     const state = randomBytes(32).toString('base64url');
     const callbackUrl = this.callbackUrl(provider.id);
     // The provider is asked first: if it fails, the session stays usable for another try.
-    const started = await provider.kind.startConsent(provider.context, { callbackUrl, state });
+    const started = await provider.kind.startConsent(provider.context, {
+      callbackUrl,
+      state,
+      ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
+    });
 
     const handleHash = flowHandleHash(provider.id, state);
     const browserToken = randomBytes(32).toString('base64url');
@@ -137,6 +148,7 @@ export class ConnectService {
       callbackUrl: started.callbackUrl ?? callbackUrl,
       browserHash: hashOf(browserToken),
       flowSecrets: started.flowSecrets ?? {},
+      ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
       expiresAt: now + flowTtlSeconds * 1000,
     });
     // Consumed last: a failure before here leaves the link usable. Of two concurrent starts, the
@@ -210,6 +222,7 @@ export class ConnectService {
         callbackUrl: flow.callbackUrl,
         state: flow.state,
         flowSecrets: flow.flowSecrets,
+        ...(flow.connectionParams ? { connectionParams: flow.connectionParams } : {}),
       });
       await this.storeConsentedTokens(provider, flow.connectionId, tokens);
       this.deps.logger.info('connection connected', {
@@ -321,6 +334,45 @@ export class ConnectService {
     }
     return base.replace(/\/+$/, '');
   }
+}
+
+/**
+ * The values a connect session gives for the entry's connectionParams: every declared one, each
+ * matching its pattern, nothing undeclared. They fill URL templates ({subdomain}), so a value
+ * that could change a URL's host or path (a "/", an "@") is refused unless the pattern allows it.
+ */
+function checkConnectionParams(
+  providerId: string,
+  declared: Record<string, { description: string; pattern?: string }> | undefined,
+  given: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  const names = Object.keys(declared ?? {});
+  for (const name of Object.keys(given ?? {})) {
+    if (!names.includes(name)) {
+      throw new InvalidRequestError(
+        `Invalid request: params.${name}: ${providerId} takes no such parameter${names.length ? ` (it takes ${names.join(', ')})` : ''}.`,
+      );
+    }
+  }
+  if (names.length === 0) return undefined;
+  const values: Record<string, string> = {};
+  for (const name of names) {
+    const value = given?.[name];
+    if (value === undefined) {
+      throw new InvalidRequestError(
+        `Invalid request: params.${name}: required for ${providerId} (${declared![name]!.description}).`,
+      );
+    }
+    const pattern = declared![name]!.pattern;
+    const fits = pattern ? new RegExp(pattern).test(value) : /^[A-Za-z0-9._-]+$/.test(value);
+    if (!fits) {
+      throw new InvalidRequestError(
+        `Invalid request: params.${name}: does not match ${pattern ?? 'letters, digits, ".", "_" and "-"'}.`,
+      );
+    }
+    values[name] = value;
+  }
+  return values;
 }
 
 /** A provider whose kind has a browser consent flow. */

@@ -23,6 +23,14 @@ export const connectionsRequestSchemas = {
       provider,
       connectionId,
       returnTo: Type.Optional(Type.String({ maxLength: 2048 })),
+      /** Values for the entry's connectionParams (`{subdomain}`, `{tenant}`, `{shop}`). */
+      params: Type.Optional(
+        Type.Record(
+          Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }),
+          Type.String({ minLength: 1, maxLength: 256 }),
+          { maxProperties: 16 },
+        ),
+      ),
     },
     { additionalProperties: false },
   ),

@@ -14,6 +14,8 @@ export interface ConnectSession {
   provider: string;
   connectionId: string;
   returnTo?: string;
+  /** Per-connection values for the entry's URL templates (`connectionParams`); not secret. */
+  connectionParams?: Record<string, string>;
   /** Epoch ms. */
   expiresAt: number;
 }
@@ -31,6 +33,8 @@ export interface ConnectFlow {
   browserHash: string;
   /** Kind-specific secrets (PKCE verifier, OAuth 1.0a request-token secret). */
   flowSecrets: Record<string, string>;
+  /** Per-connection values for the entry's URL templates (`connectionParams`); not secret. */
+  connectionParams?: Record<string, string>;
   /** Epoch ms. */
   expiresAt: number;
 }
@@ -44,6 +48,7 @@ interface FlowItem {
   returnTo?: string;
   callbackUrl: string;
   browserHash: string;
+  connectionParams?: Record<string, string>;
   /** Envelope ciphertext of { state, flowSecrets }. */
   sealed: string;
   expiresAt: number;
@@ -57,6 +62,7 @@ interface SessionItem {
   sessionProvider: string;
   sessionConnectionId: string;
   returnTo?: string;
+  connectionParams?: Record<string, string>;
   expiresAt: number;
   /** The table's TTL attribute (epoch seconds): DynamoDB removes the item after it. */
   ttl: number;
@@ -81,6 +87,7 @@ export class FlowStore {
       sessionProvider: session.provider,
       sessionConnectionId: session.connectionId,
       ...(session.returnTo ? { returnTo: session.returnTo } : {}),
+      ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
       expiresAt: session.expiresAt,
       ttl: Math.ceil(session.expiresAt / 1000),
     };
@@ -107,6 +114,7 @@ export class FlowStore {
       provider: item.sessionProvider,
       connectionId: item.sessionConnectionId,
       ...(item.returnTo ? { returnTo: item.returnTo } : {}),
+      ...(item.connectionParams ? { connectionParams: item.connectionParams } : {}),
       expiresAt: item.expiresAt,
     };
   }
@@ -126,6 +134,7 @@ export class FlowStore {
       ...(flow.returnTo ? { returnTo: flow.returnTo } : {}),
       callbackUrl: flow.callbackUrl,
       browserHash: flow.browserHash,
+      ...(flow.connectionParams ? { connectionParams: flow.connectionParams } : {}),
       sealed: await this.envelope.encrypt(
         JSON.stringify({ state: flow.state, flowSecrets: flow.flowSecrets }),
         flowContext(flow.provider, handleHash),
@@ -163,6 +172,7 @@ export class FlowStore {
       callbackUrl: item.callbackUrl,
       browserHash: item.browserHash,
       flowSecrets,
+      ...(item.connectionParams ? { connectionParams: item.connectionParams } : {}),
       expiresAt: item.expiresAt,
     };
   }

@@ -219,8 +219,15 @@ function checkEntry(config: OAuth2Config): string | undefined {
       return 'authorizationUrl: required (or an issuer to discover it)';
     }
   }
-  if (config.successWhen && !('equals' in config.successWhen || 'min' in config.successWhen)) {
-    if (config.successWhen.max === undefined) return 'successWhen: needs equals, min or max';
+  const rule = config.successWhen;
+  if (rule && rule.equals === undefined && rule.min === undefined && rule.max === undefined) {
+    return 'successWhen: needs equals, min or max';
+  }
+  // Metadata is handed to callers and kept in clear: never a token or a code.
+  for (const [name, source] of Object.entries(config.metadata ?? {})) {
+    if (/(^|\.)(access_token|refresh_token|id_token|code|code_verifier)$/.test(source)) {
+      return `metadata.${name}: ${source} is a secret, not metadata`;
+    }
   }
   return undefined;
 }
@@ -687,17 +694,14 @@ function clientCredentials(config: OAuth2Config): ClientCredentialsProtocol<OAut
       return tokenCall(
         ctx,
         `${ctx.providerId} token`,
-        {
-          retrySafe: true,
-          tokenEndpoint: metadata.token_endpoint!,
-          additionalParameters: ctx.config.tokenParams ?? {},
-        },
+        // The grant's parameters carry the extra ones (this grant takes no additionalParameters).
+        { retrySafe: true, tokenEndpoint: metadata.token_endpoint!, additionalParameters: {} },
         (options) =>
           oauth.clientCredentialsGrantRequest(
             metadata,
             client,
             clientAuthentication(ctx.config, secret),
-            scope ? { scope } : {},
+            { ...ctx.config.tokenParams, ...(scope ? { scope } : {}) },
             options,
           ),
         (response) => oauth.processClientCredentialsResponse(metadata, client, response),

@@ -14,6 +14,8 @@ export interface ResolvedProvider {
   leadMs: number;
   /** Ask for re-consent this long before a refresh token ends (ms; kinds that cannot mint). */
   reauthLeadMs: number;
+  /** The entry's static `headers`, handed out with every token (identifiers, never secrets). */
+  headers: Record<string, string>;
   context: ProviderContext<never>;
 }
 
@@ -42,6 +44,10 @@ export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedPr
       kind,
       leadMs: (entry.refreshLeadSeconds ?? wiring.config.refresh.leadSeconds) * 1000,
       reauthLeadMs: (entry.reauthLeadSeconds ?? kind.reauthLeadSeconds ?? 0) * 1000,
+      // Templated headers ({credentials.…}) are the credential kinds' own to fill.
+      headers: Object.fromEntries(
+        Object.entries(entry.headers ?? {}).filter(([, value]) => !value.includes('{')),
+      ),
       context: {
         providerId: id,
         config: entry as never,

@@ -12,6 +12,13 @@ export interface ConnectionSummary {
   /** ISO 8601, or null when the access token does not expire. */
   accessTokenExpiresAt: string | null;
   refreshTokenExpiresAt: string | null;
+  /**
+   * True when the provider gave no lifetime and the expiry is the entry's
+   * defaultExpiresInSeconds: the token may stop working earlier (renew with forceRefresh).
+   */
+  expiryAssumed: boolean;
+  /** Non-secret facts kept from the token answer or callback (the entry's `metadata`). */
+  metadata: Record<string, string>;
   createdAt: string;
   updatedAt: string;
   lastRefreshedAt: string | null;
@@ -27,6 +34,8 @@ interface SummaryItem {
   version: number;
   accessTokenExpiresAt?: number;
   refreshTokenExpiresAt?: number;
+  expiryAssumed?: boolean;
+  metadata?: Record<string, string>;
   createdAt: number;
   updatedAt: number;
   lastRefreshedAt?: number;
@@ -116,6 +125,8 @@ function toSummary(item: SummaryItem): ConnectionSummary {
     status: item.status,
     accessTokenExpiresAt: iso(item.accessTokenExpiresAt),
     refreshTokenExpiresAt: iso(item.refreshTokenExpiresAt),
+    expiryAssumed: item.expiryAssumed === true,
+    metadata: item.metadata ?? {},
     createdAt: new Date(item.createdAt).toISOString(),
     updatedAt: new Date(item.updatedAt).toISOString(),
     lastRefreshedAt: iso(item.lastRefreshedAt),

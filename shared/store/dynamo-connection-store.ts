@@ -286,9 +286,12 @@ export class DynamoConnectionStore implements ConnectionStore {
       .set('lastRefreshedAt', now)
       .set('refreshFailures', 0)
       .remove('leaseHolder', 'leaseExpiresAt', 'lastError');
-    const { accessTokenExpiresAt, refreshTokenExpiresAt } = expiries(tokens);
+    const { accessTokenExpiresAt, refreshTokenExpiresAt, expiryAssumed, metadata } =
+      expiries(tokens);
     update.setOrRemove('accessTokenExpiresAt', accessTokenExpiresAt);
     update.setOrRemove('refreshTokenExpiresAt', refreshTokenExpiresAt);
+    update.setOrRemove('expiryAssumed', expiryAssumed);
+    update.setOrRemove('metadata', metadata);
     update.setOrRemove('dueShard', options.dueAt !== undefined ? dueShardFor(pk) : undefined);
     update.setOrRemove('dueAt', options.dueAt);
     await this.update(current.provider, current.connectionId, update, {
@@ -396,12 +399,22 @@ export class DynamoConnectionStore implements ConnectionStore {
   }
 }
 
-/** Expiry times kept in clear beside the ciphertext, for listing and scheduling. */
+/**
+ * Expiry times kept in clear beside the ciphertext, for listing and scheduling; with them whether
+ * the expiry is assumed (no expires_in came) and the connection's metadata, which is never a
+ * secret (the kind keeps only the entry's declared, non-secret fields).
+ */
 function expiries(tokens: TokenSet): {
   accessTokenExpiresAt?: number;
   refreshTokenExpiresAt?: number;
+  expiryAssumed?: true;
+  metadata?: Record<string, string>;
 } {
   return {
+    ...(tokens.expiryAssumed ? { expiryAssumed: true as const } : {}),
+    ...(tokens.metadata && Object.keys(tokens.metadata).length > 0
+      ? { metadata: tokens.metadata }
+      : {}),
     ...(tokens.expiresAt !== undefined ? { accessTokenExpiresAt: tokens.expiresAt } : {}),
     ...(tokens.refreshTokenExpiresAt !== undefined
       ? { refreshTokenExpiresAt: tokens.refreshTokenExpiresAt }

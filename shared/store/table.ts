@@ -38,6 +38,8 @@ export const providerIndex = {
     'version',
     'accessTokenExpiresAt',
     'refreshTokenExpiresAt',
+    'expiryAssumed',
+    'metadata',
     'createdAt',
     'updatedAt',
     'lastRefreshedAt',

@@ -23,8 +23,13 @@ export interface TestOidcProvider {
   issuer: string;
   authorizationUrl: string;
   tokenUrl: string;
-  /** A client authenticating with HTTP Basic, and one sending its secret in the form body. */
-  clients: { basic: OidcClient; post: OidcClient };
+  /**
+   * A client authenticating with HTTP Basic, one sending its secret in the form body, and a
+   * machine client allowed only the client_credentials grant (RFC 6749 §4.4).
+   */
+  clients: { basic: OidcClient; post: OidcClient; machine: OidcClient };
+  /** RFC 7662 introspection with the machine client: whether the server still knows a token. */
+  introspect(token: string): Promise<{ active: boolean; scope?: string; client_id?: string }>;
   /** Registers another redirect URI for every client (e.g. a broker's callback on its port). */
   allowRedirectUri(uri: string): void;
   /**
@@ -118,7 +123,7 @@ export async function startOidcProvider(
   options: OidcProviderOptions = {},
 ): Promise<TestOidcProvider> {
   const redirectUris = new Set(options.redirectUris ?? []);
-  const clients: { basic: OidcClient; post: OidcClient } = {
+  const clients: { basic: OidcClient; post: OidcClient; machine: OidcClient } = {
     basic: {
       client_id: 'broker-basic',
       client_secret: secret(),
@@ -129,9 +134,23 @@ export async function startOidcProvider(
       client_secret: secret(),
       token_endpoint_auth_method: 'client_secret_post',
     },
+    machine: {
+      client_id: 'broker-machine',
+      client_secret: secret(),
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
   };
   const clientMetadata = (id: string): Payload | undefined => {
     const client = Object.values(clients).find((c) => c.client_id === id);
+    if (client === clients.machine) {
+      return {
+        ...client,
+        redirect_uris: [],
+        grant_types: ['client_credentials'],
+        response_types: [],
+        scope: (options.scopes ?? []).join(' '),
+      };
+    }
     return client
       ? {
           ...client,
@@ -162,7 +181,11 @@ export async function startOidcProvider(
       accountId: sub,
       claims: async () => ({ sub }),
     }),
-    features: { devInteractions: { enabled: false } },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+    },
     interactions: {
       url: async (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}`,
     },
@@ -203,6 +226,18 @@ export async function startOidcProvider(
     authorizationUrl: `${issuer}/auth`,
     tokenUrl: `${issuer}/token`,
     clients,
+    introspect: async (token) => {
+      const { client_id, client_secret } = clients.machine;
+      const response = await fetch(`${issuer}/token/introspection`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${client_id}:${client_secret}`).toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ token }).toString(),
+      });
+      return (await response.json()) as { active: boolean; scope?: string; client_id?: string };
+    },
     allowRedirectUri: (uri) => void redirectUris.add(uri),
     consent: (authorizationUrl, jar = new CookieJar(), consentOptions = {}) =>
       walkConsent(issuer, authorizationUrl, jar, consentOptions),

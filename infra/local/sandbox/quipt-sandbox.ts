@@ -57,6 +57,17 @@ export class QuiptSandbox extends SandboxProviderBase {
    * still finds the flow.
    */
   denialCarriesToken = true;
+  /**
+   * The endpoint paths and the signature method. Quipt's by default; tests configure another
+   * OAuth 1.0a provider with them (other paths, HMAC-SHA256) to prove the generic kind.
+   */
+  paths = {
+    initiate: '/oauth/initiate',
+    authorize: '/oauth/authorizing',
+    token: '/oauth/token',
+    api: '/v2/me',
+  };
+  signatureMethod: 'HMAC-SHA1' | 'HMAC-SHA256' = 'HMAC-SHA1';
   private readonly pending = new Map<string, PendingAuthorization>();
   /** Request tokens already exchanged, to tell "used" from "unknown". */
   private readonly exchanged = new Set<string>();
@@ -71,11 +82,12 @@ export class QuiptSandbox extends SandboxProviderBase {
 
   async handle(request: SandboxRequest, res: ServerResponse): Promise<void> {
     const { method, path } = request;
-    if (method === 'POST' && path === '/oauth/initiate') return this.initiate(request, res);
-    if (method === 'GET' && path === '/oauth/authorizing') return this.authorizePage(request, res);
-    if (method === 'POST' && path === '/oauth/authorizing') return this.decide(request, res);
-    if (method === 'POST' && path === '/oauth/token') return this.token(request, res);
-    if (path === '/v2/me') return this.me(request, res);
+    const paths = this.paths;
+    if (method === 'POST' && path === paths.initiate) return this.initiate(request, res);
+    if (method === 'GET' && path === paths.authorize) return this.authorizePage(request, res);
+    if (method === 'POST' && path === paths.authorize) return this.decide(request, res);
+    if (method === 'POST' && path === paths.token) return this.token(request, res);
+    if (path === paths.api) return this.me(request, res);
     sendJson(res, 404, { error: 'not_found' });
   }
 
@@ -125,7 +137,7 @@ export class QuiptSandbox extends SandboxProviderBase {
       'Authorize access to Quipt?',
       `<p>The application <code>${escapeHtml(entry.consumerKey)}</code> (returning to
 ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account.</p>
-<form method="post" action="${escapeHtml(`${request.baseUrl}/oauth/authorizing`)}">
+<form method="post" action="${escapeHtml(`${request.baseUrl}${this.paths.authorize}`)}">
 <input type="hidden" name="oauth_token" value="${escapeHtml(token)}">
 <button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
@@ -243,7 +255,7 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
     ]) {
       if (!header.has(name)) return { status: 400, problem: 'parameter_absent' };
     }
-    if (header.get('oauth_signature_method') !== 'HMAC-SHA1') {
+    if (header.get('oauth_signature_method') !== this.signatureMethod) {
       return { status: 400, problem: 'signature_method_rejected' };
     }
     if (header.has('oauth_version') && header.get('oauth_version') !== '1.0') {
@@ -269,6 +281,7 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
       requestParameters(request, header),
       consumerSecret,
       secret,
+      this.signatureMethod,
     );
     if (!sameString(header.get('oauth_signature')!, expected)) {
       return { status: 401, problem: 'signature_invalid' };
@@ -377,15 +390,20 @@ export function oauth1BaseString(
   ].join('&');
 }
 
-/** §3.4.2: HMAC-SHA1 keyed with the encoded consumer and token secrets, base64. */
+/**
+ * §3.4.2: HMAC-SHA1 (or the same construction with SHA-256) keyed with the encoded consumer and
+ * token secrets, base64.
+ */
 export function oauth1Signature(
   method: string,
   baseUri: string,
   pairs: [string, string][],
   consumerSecret: string,
   tokenSecret: string,
+  signatureMethod: 'HMAC-SHA1' | 'HMAC-SHA256' = 'HMAC-SHA1',
 ): string {
-  return createHmac('sha1', `${rfc5849Encode(consumerSecret)}&${rfc5849Encode(tokenSecret)}`)
+  const hash = signatureMethod === 'HMAC-SHA256' ? 'sha256' : 'sha1';
+  return createHmac(hash, `${rfc5849Encode(consumerSecret)}&${rfc5849Encode(tokenSecret)}`)
     .update(oauth1BaseString(method, baseUri, pairs))
     .digest('base64');
 }
