@@ -15,7 +15,7 @@ export interface ResolvedProvider {
   /** Ask for re-consent this long before a refresh token ends (ms; kinds that cannot mint). */
   reauthLeadMs: number;
   /** The entry's static `headers`, handed out with every token (identifiers, never secrets). */
-  headers: Record<string, string>;
+  headers?: Record<string, string>;
   context: ProviderContext<never>;
 }
 
