@@ -85,6 +85,45 @@ describe('connections function: get, list, delete', () => {
     expect(garbage).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
   });
 
+  // Issue 13 item 1: keys DynamoDB itself would refuse (ValidationException → internal_error).
+  const cursorOf = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url');
+  it.each([
+    ['empty key values', { pk: '', provider: 'quiqup', connectionId: '' }],
+    ['an oversized pk', { pk: 'x'.repeat(3000), provider: 'quiqup', connectionId: 'a' }],
+    [
+      'an oversized connection id',
+      {
+        pk: `connection#quiqup#${'a'.repeat(1100)}`,
+        provider: 'quiqup',
+        connectionId: 'a'.repeat(1100),
+      },
+    ],
+    [
+      'a pk of another connection',
+      { pk: 'connection#quiqup#b', provider: 'quiqup', connectionId: 'a' },
+    ],
+    ['a pk of another item type', { pk: 'session#abc', provider: 'quiqup', connectionId: 'a' }],
+    ['a number for a key', { pk: 1, provider: 'quiqup', connectionId: 'a' }],
+    [
+      'an extra attribute',
+      { pk: 'connection#quiqup#a', provider: 'quiqup', connectionId: 'a', x: 1 },
+    ],
+    ['an array', ['connection#quiqup#a', 'quiqup', 'a']],
+    ['null', null],
+  ])('refuses a cursor that decodes to %s with invalid_request', async (_what, key) => {
+    const answer = await connections({ action: 'list', provider: 'quiqup', cursor: cursorOf(key) });
+    expect(answer).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_request', message: expect.stringMatching(/cursor/) },
+    });
+  });
+
+  it('still takes a cursor of the same shape it hands out', async () => {
+    const key = { pk: 'connection#quiqup#user-0', provider: 'quiqup', connectionId: 'user-0' };
+    const answer = await connections({ action: 'list', provider: 'quiqup', cursor: cursorOf(key) });
+    expect(answer.ok).toBe(true);
+  });
+
   it('deletes a connection: its item and ciphertext are gone, a lifecycle event says so', async () => {
     const now = local.clock.now();
     await local.broker.store.create(

@@ -3,6 +3,7 @@ import { InvalidRequestError } from '../errors.ts';
 import type { ConnectionError, ConnectionStatus } from './connection-store.ts';
 import { deleteIfExists } from './conditional.ts';
 import { connectionPk, providerIndex } from './table.ts';
+import { connectionIdPattern } from '../token-service.ts';
 
 /** What callers may know of a connection: status and times, never a token. */
 export interface ConnectionSummary {
@@ -145,7 +146,11 @@ function encodeCursor(key: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
-/** A cursor is only ever a key of this provider's index partition; anything else is refused. */
+/**
+ * A cursor is only ever a key of this provider's index partition: exactly `pk`, `provider` and
+ * `connectionId`, with a connection id the API accepts and the `pk` that id has. Anything else is
+ * refused here, before DynamoDB sees it (an empty or oversized key would be its ValidationException).
+ */
 function decodeCursor(cursor: string, provider: string): Record<string, unknown> {
   let key: unknown;
   try {
@@ -157,9 +162,12 @@ function decodeCursor(cursor: string, provider: string): Record<string, unknown>
   if (
     !record ||
     typeof record !== 'object' ||
+    Array.isArray(record) ||
+    Object.keys(record).length !== 3 ||
     record.provider !== provider ||
     typeof record.connectionId !== 'string' ||
-    typeof record.pk !== 'string'
+    !new RegExp(connectionIdPattern).test(record.connectionId) ||
+    record.pk !== connectionPk(provider, record.connectionId)
   ) {
     throw new InvalidRequestError('Invalid request: cursor: not one this listing returned.');
   }
