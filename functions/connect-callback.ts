@@ -4,6 +4,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import { parseCookie } from 'cookie';
 import { getBroker } from '../shared/broker.ts';
 import { returnToWith } from '../shared/connect/return-to.ts';
+import { parseHttpApiEvent } from '../shared/http/http-api-event.ts';
 import { pageErrors } from '../shared/http/page-errors.ts';
 import { clearCookie, htmlPage, redirect, statusForCode } from '../shared/http/responses.ts';
 import { logger } from '../shared/logger.ts';
@@ -18,14 +19,14 @@ export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredRe
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(pageErrors())
   .handler(async (event) => {
+    const request = parseHttpApiEvent(event, 'GET /callback/{provider}');
     const connect = getBroker().connect;
-    const provider = event.pathParameters?.provider ?? '';
-    const params: Record<string, string> = {};
-    for (const [name, value] of Object.entries(event.queryStringParameters ?? {})) {
-      if (value !== undefined) params[name] = value;
-    }
-    const cookies = parseCookie((event.cookies ?? []).join('; '));
-    const outcome = await connect.completeFlow(provider, params, cookies);
+    const cookies = parseCookie(request.cookies.join('; '));
+    const outcome = await connect.completeFlow(
+      request.pathParameters.provider ?? '',
+      request.query,
+      cookies,
+    );
 
     const callbackUrl = new URL(connect.callbackUrl(outcome.provider));
     const clear = clearCookie(

@@ -2,6 +2,7 @@ import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { getBroker } from '../shared/broker.ts';
+import { parseHttpApiEvent } from '../shared/http/http-api-event.ts';
 import { pageErrors } from '../shared/http/page-errors.ts';
 import { redirect, setCookie } from '../shared/http/responses.ts';
 import { logger } from '../shared/logger.ts';
@@ -15,9 +16,10 @@ export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredRe
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(pageErrors())
   .handler(async (event) => {
+    const request = parseHttpApiEvent(event, 'GET /connect/{provider}');
     const started = await getBroker().connect.startFlow(
-      event.pathParameters?.provider ?? '',
-      event.queryStringParameters?.session,
+      request.pathParameters.provider ?? '',
+      request.query.session,
     );
     return redirect(started.authorizationUrl, [setCookie(started.cookie)]);
   });
