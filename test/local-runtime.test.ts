@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
@@ -31,6 +32,87 @@ describe('offline runtime: Lambda Invoke API', () => {
     ).rejects.toMatchObject({
       name: 'ResourceNotFoundException',
     });
+  });
+
+  // Issue 13 item 3: names were looked up on a plain object (`constructor` echoed the payload).
+  it.each(['constructor', 'hasOwnProperty', '__proto__', 'toString', 'valueOf'])(
+    'answers %s, a name every object has, as ResourceNotFoundException',
+    async (name) => {
+      const response = await fetch(`${local.url}/2015-03-31/functions/${name}/invocations`, {
+        method: 'POST',
+        body: '{"provider":"quiqup"}',
+      });
+      expect(response.status).toBe(404);
+      expect(response.headers.get('x-amzn-errortype')).toBe('ResourceNotFoundException');
+      expect(await response.text()).not.toContain('quiqup');
+      await expect(
+        local.lambda.send(new InvokeCommand({ FunctionName: name, Payload: Buffer.from('{}') })),
+      ).rejects.toMatchObject({ name: 'ResourceNotFoundException' });
+    },
+  );
+
+  it.each([
+    ['GET', '/connect/%ZZ'],
+    ['GET', '/callback/%E0%A4%A'],
+    ['GET', '/%'],
+    ['POST', '/2015-03-31/functions/%ZZ/invocations'],
+  ])('answers malformed %%-encoding in the path (%s %s) with a 400', async (method, path) => {
+    const response = await fetch(`${local.url}${path}`, {
+      method,
+      ...(method === 'POST' ? { body: '{}' } : {}),
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      message: 'Bad Request: the path is not valid percent-encoding.',
+    });
+  });
+
+  it('answers a sandbox name every object has (/sandbox/constructor/…) with a 404', async () => {
+    expect((await fetch(`${local.url}/sandbox/constructor/x`)).status).toBe(404);
+  });
+
+  /** Sends raw HTTP/1.1 on one socket; resolves with all it read once the server closes it. */
+  const rawExchange = (writes: (string | Buffer)[]) =>
+    new Promise<{ text: string; closedByServer: boolean }>((done, fail) => {
+      const socket = connect(Number(new URL(local.url).port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (data) => (text += data.toString('latin1')));
+      socket.on('error', () => {}); // a reset while we are still writing is the server closing
+      socket.on('close', () => done({ text, closedByServer: true }));
+      const giveUp = setTimeout(() => {
+        socket.destroy();
+        fail(new Error(`the server kept the connection open; read: ${text.slice(0, 200)}`));
+      }, 10_000);
+      socket.on('close', () => clearTimeout(giveUp));
+      for (const chunk of writes) socket.write(chunk);
+    });
+
+  it('answers a body over the limit with 413 and closes the connection (the next request would hang)', async () => {
+    const head = (length: number) =>
+      `POST /2015-03-31/functions/token/invocations HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${length}\r\n\r\n`;
+    const next = 'GET /local/events HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    // Declared over the limit: refused without reading the body.
+    const declared = await rawExchange([head(7 * 1024 * 1024), 'x'.repeat(1000), next]);
+    expect(declared.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(declared.text.toLowerCase()).toContain('connection: close');
+    expect(declared.text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    // Streamed (chunked) past the limit.
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    const chunked = await rawExchange([
+      'POST /2015-03-31/functions/token/invocations HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n',
+      ...Array.from({ length: 7 }, () =>
+        Buffer.concat([
+          Buffer.from(`${chunk.length.toString(16)}\r\n`),
+          chunk,
+          Buffer.from('\r\n'),
+        ]),
+      ),
+      '0\r\n\r\n',
+      next,
+    ]);
+    expect(chunked.text).toMatch(/^HTTP\/1\.1 413 /);
+    // The runtime still answers on a new connection.
+    expect((await fetch(`${local.url}/local/events`)).status).toBe(200);
   });
 
   it('answers a payload that is not JSON as InvalidRequestContentException', async () => {

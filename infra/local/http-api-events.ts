@@ -10,6 +10,19 @@ export interface HttpApiRoute {
   functionName: string;
 }
 
+/**
+ * Whether every %-escape in the path decodes (as UTF-8): `/connect/%ZZ` is a bad request, and
+ * would otherwise throw wherever the path is decoded.
+ */
+export function isWellEncodedPath(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The path parameters if `path` matches the template, else undefined. */
 export function matchRoute(template: string, path: string): Record<string, string> | undefined {
   const names: string[] = [];

@@ -28,7 +28,8 @@ export async function invokeFunction(
   /** Told of each background (`Event`) run, so a shutdown can wait for it. */
   background: (run: Promise<unknown>) => void,
 ): Promise<void> {
-  const handler = functions[name];
+  // Own names only: `constructor`, `__proto__` or `hasOwnProperty` are no function of ours.
+  const handler = Object.hasOwn(functions, name) ? functions[name] : undefined;
   if (!handler) {
     return awsError(res, 404, 'ResourceNotFoundException', `Function not found: ${name}`);
   }

@@ -25,6 +25,7 @@ import { SecretsFileBackend } from '../../shared/secrets.ts';
 import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import {
+  isWellEncodedPath,
   matchRoute,
   sendHttpApiResult,
   toHttpApiEvent,
@@ -210,9 +211,19 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestUrl = new URL(req.url ?? '/', url);
+    const socket = req.socket;
+    if (!isWellEncodedPath(requestUrl.pathname)) {
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ message: 'Bad Request: the path is not valid percent-encoding.' }));
+      return;
+    }
     const body = await readBody(req);
     if (body === undefined) {
-      res.writeHead(413).end();
+      // The rest of the body is never read: close the connection, or the next request on it
+      // would be read from the middle of this body and hang.
+      res.on('finish', () => socket.destroy());
+      res.writeHead(413, { connection: 'close' }).end();
       return;
     }
     const functionName = matchInvokePath(requestUrl.pathname);
@@ -237,7 +248,9 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     }
     const sandbox = /^\/sandbox\/([a-z]+)(\/.*)$/.exec(requestUrl.pathname);
     if (sandbox) {
-      const provider = sandboxes[sandbox[1] as keyof typeof sandboxes];
+      const provider = Object.hasOwn(sandboxes, sandbox[1]!)
+        ? sandboxes[sandbox[1] as keyof typeof sandboxes]
+        : undefined;
       if (provider) {
         return provider.handle(
           {
@@ -309,6 +322,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
 }
 
 async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  if (Number(req.headers['content-length']) > MAX_BODY_BYTES) return undefined;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
