@@ -9,6 +9,7 @@ export type BrokerErrorCode =
   | 'needs_reauth'
   | 'provider_rejected'
   | 'provider_unavailable'
+  | 'provider_misconfigured'
   | 'access_denied'
   | 'internal_error';
 
@@ -91,6 +92,21 @@ export class ProviderUnavailableError extends BrokerError {
   }
 }
 
+/**
+ * The provider's secret is missing, not a JSON object of strings, or lacks a field its kind needs:
+ * the operator's to fix, not the caller's. The message names the provider and the fields, never a
+ * value; where the secret lives (a secret name, a file path) goes to the logs only, as the cause.
+ */
+export class ProviderMisconfiguredError extends BrokerError {
+  constructor(providerId: string, problem: string, options?: { cause?: unknown }) {
+    super(
+      'provider_misconfigured',
+      `The ${providerId} provider is not set up: its secret ${problem}.`,
+      options,
+    );
+  }
+}
+
 /** The person declined consent at the provider (or cancelled). */
 export class AccessDeniedError extends BrokerError {
   constructor(message = 'The user declined or cancelled the connection at the provider.') {
@@ -112,6 +128,18 @@ export class ConfigError extends Error {
     super(message);
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * Whether the error is the caller's (bad input, a refusal, the provider's answer): a warning in
+ * the logs. Anything else (internal_error, provider_misconfigured, a bug) is an operator's to fix.
+ */
+export function isRefusal(error: unknown): error is BrokerError {
+  return (
+    error instanceof BrokerError &&
+    error.code !== 'internal_error' &&
+    error.code !== 'provider_misconfigured'
+  );
 }
 
 /** The `{ code, message }` a caller sees; anything that is not a BrokerError becomes a generic one. */

@@ -1,5 +1,5 @@
 import type middy from '@middy/core';
-import { BrokerError, toPublicError } from './errors.ts';
+import { isRefusal, toPublicError } from './errors.ts';
 import { logger } from './logger.ts';
 
 export interface InvokeErrorAnswer {
@@ -16,10 +16,11 @@ export function invokeErrors(): middy.MiddlewareObj<unknown, unknown> {
   return {
     onError: async (request) => {
       const error = request.error;
-      if (error instanceof BrokerError && error.code !== 'internal_error') {
+      if (isRefusal(error)) {
         logger.warn('request refused', { code: error.code, reason: error.message });
       } else {
-        logger.error('request failed', { code: 'internal_error', error: describeError(error) });
+        const { code } = toPublicError(error);
+        logger.error('request failed', { code, error: describeError(error) });
       }
       const answer: InvokeErrorAnswer = { ok: false, error: toPublicError(error) };
       request.response = answer;

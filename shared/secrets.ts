@@ -1,7 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  GetSecretValueCommand,
+  ResourceNotFoundException,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { LRUCache } from 'lru-cache';
-import { BrokerError } from './errors.ts';
+import { BrokerError, ProviderMisconfiguredError } from './errors.ts';
 import { isRecord } from './providers/http.ts';
 import type { ProviderSecret } from './providers/types.ts';
 
@@ -9,6 +13,7 @@ import type { ProviderSecret } from './providers/types.ts';
 export interface SecretBackend {
   /** Human-readable name of where the secret lives, for error messages (never its value). */
   describe(providerId: string): string;
+  /** The parsed secret; undefined when there is none (no such secret, entry or file). */
   load(providerId: string): Promise<unknown>;
 }
 
@@ -22,10 +27,15 @@ export class SecretsManagerBackend implements SecretBackend {
     return `Secrets Manager secret ${this.prefix}/${providerId}`;
   }
   async load(providerId: string): Promise<unknown> {
-    const out = await this.client.send(
-      new GetSecretValueCommand({ SecretId: `${this.prefix}/${providerId}` }),
-    );
-    return parseWithoutEcho(out.SecretString ?? 'null');
+    try {
+      const out = await this.client.send(
+        new GetSecretValueCommand({ SecretId: `${this.prefix}/${providerId}` }),
+      );
+      return parseWithoutEcho(out.SecretString ?? 'null');
+    } catch (error) {
+      if (error instanceof ResourceNotFoundException) return undefined;
+      throw error;
+    }
   }
 }
 
@@ -36,8 +46,15 @@ export class SecretsFileBackend implements SecretBackend {
     return `entry "${providerId}" of ${this.path}`;
   }
   async load(providerId: string): Promise<unknown> {
-    const file = parseWithoutEcho(await readFile(this.path, 'utf8'));
-    return isRecord(file) ? file[providerId] : undefined;
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    const file = parseWithoutEcho(text);
+    return isRecord(file) && Object.hasOwn(file, providerId) ? file[providerId] : undefined;
   }
 }
 
@@ -71,14 +88,17 @@ export class SecretSource {
     });
   }
 
-  /** The provider's secret, with `requiredFields` checked to be non-empty strings. */
+  /**
+   * The provider's secret, with `requiredFields` checked to be non-empty strings; a missing or
+   * incomplete one is ProviderMisconfiguredError naming the fields (never a value).
+   */
   async get(providerId: string, requiredFields: readonly string[]): Promise<ProviderSecret> {
     const secret = await this.cache.fetch(providerId);
-    if (!secret) throw this.unusable(providerId, 'it is missing');
+    if (!secret) throw this.misconfigured(providerId, 'is missing');
     const missing = requiredFields.filter((field) => !secret[field]);
     if (missing.length > 0) {
       this.cache.delete(providerId);
-      throw this.unusable(providerId, `it lacks ${missing.join(', ')}`);
+      throw this.misconfigured(providerId, `lacks ${missing.join(', ')}`);
     }
     return secret;
   }
@@ -95,16 +115,17 @@ export class SecretSource {
         { cause },
       );
     }
+    if (value === undefined || value === null) throw this.misconfigured(providerId, 'is missing');
     if (!isRecord(value) || !Object.values(value).every((v) => typeof v === 'string')) {
-      throw this.unusable(providerId, 'it is not a JSON object of strings');
+      throw this.misconfigured(providerId, 'is not a JSON object of strings');
     }
     return value as ProviderSecret;
   }
 
-  private unusable(providerId: string, why: string): BrokerError {
-    return new BrokerError(
-      'internal_error',
-      `The ${this.backend.describe(providerId)} is unusable: ${why}.`,
-    );
+  /** Where the secret lives goes to the logs (the cause), not to callers. */
+  private misconfigured(providerId: string, problem: string): ProviderMisconfiguredError {
+    return new ProviderMisconfiguredError(providerId, problem, {
+      cause: new Error(`see the ${this.backend.describe(providerId)}`),
+    });
   }
 }

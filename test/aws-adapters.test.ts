@@ -60,9 +60,11 @@ describe.skipIf(!motoUrl)('AWS adapters against moto', () => {
 
   it('Secrets Manager: reads <prefix>/<provider>, checks fields, does not cache a failure', async () => {
     const source = new SecretSource(new SecretsManagerBackend(secrets, prefix));
+    // No such secret (ResourceNotFoundException): the provider is not set up, said by name.
     await expect(source.get('quidkey', ['client_id', 'client_secret'])).rejects.toMatchObject({
-      code: 'internal_error',
-      message: `The broker could not read the Secrets Manager secret ${prefix}/quidkey.`,
+      code: 'provider_misconfigured',
+      message: 'The quidkey provider is not set up: its secret is missing.',
+      cause: { message: `see the Secrets Manager secret ${prefix}/quidkey` },
     });
     await secrets.send(
       new CreateSecretCommand({
@@ -77,6 +79,16 @@ describe.skipIf(!motoUrl)('AWS adapters against moto', () => {
     await secrets.send(
       new CreateSecretCommand({ Name: `${prefix}/broken`, SecretString: 'not json s3cret' }),
     );
+    await secrets.send(
+      new CreateSecretCommand({
+        Name: `${prefix}/partial`,
+        SecretString: JSON.stringify({ client_id: 'id', client_secret: '' }),
+      }),
+    );
+    await expect(source.get('partial', ['client_id', 'client_secret'])).rejects.toMatchObject({
+      code: 'provider_misconfigured',
+      message: 'The partial provider is not set up: its secret lacks client_secret.',
+    });
     const error = await source.get('broken', ['client_id']).catch((e: unknown) => e as Error);
     expect(error.message).not.toContain('s3cret');
     expect(String((error as Error & { cause?: Error }).cause?.message)).not.toContain('s3cret');

@@ -20,6 +20,7 @@ import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
 import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
 import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
+import { ConfigError } from '../../shared/errors.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
 import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
@@ -35,6 +36,7 @@ import { lambdaContext, type LocalHandler } from './lambda-context.ts';
 import { invokeFunction, matchInvokePath } from './lambda-invoke-api.ts';
 import { serveLandingPage } from './landing-page.ts';
 import { createSandboxes, type Sandboxes } from './sandbox/index.ts';
+import { assertStoreNotInUse, listen, StartUpError } from './start-up.ts';
 
 export interface LocalBrokerOptions {
   /** Port to listen on; 0 picks a free one. Default 3000. */
@@ -54,11 +56,18 @@ export interface LocalBrokerOptions {
   http?: Parameters<typeof createBroker>[0]['http'];
   /** Run the refresher this often (seconds); 0 = only when invoked. Default 60. */
   refresherIntervalSeconds?: number;
+  /**
+   * The secrets file. Default: `BROKER_SECRETS_FILE`, read as it is (yours: never written), else
+   * `<dataDir>/secrets.json`, filled with sandbox credentials on first run.
+   */
+  secretsFile?: string;
 }
 
 export interface LocalBroker {
   url: string;
   broker: Broker;
+  /** The secrets file in use. */
+  secretsFile: string;
   sandboxes: Sandboxes;
   functions: Record<string, LocalHandler>;
   routes: HttpApiRoute[];
@@ -95,8 +104,11 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   const now = options.now ?? Date.now;
   const tableName = options.tableName ?? 'oauth-token-broker';
 
-  const secretsPath = join(dataDir, 'secrets.json');
-  const secrets = ensureSandboxSecrets(secretsPath, config, options.kinds);
+  const namedSecretsFile = options.secretsFile ?? process.env.BROKER_SECRETS_FILE;
+  const secretsPath = namedSecretsFile ? resolve(namedSecretsFile) : join(dataDir, 'secrets.json');
+  const secrets = namedSecretsFile
+    ? readSecretsFile(secretsPath)
+    : ensureSandboxSecrets(secretsPath, config, options.kinds);
   const signingKey = readOrCreateKey(join(dataDir, 'sandbox-signing.key'));
   const sandboxes = createSandboxes({
     clients: (sandbox) => sandboxClients(secrets, config, sandbox, options.kinds),
@@ -105,6 +117,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   });
   applySandboxLifetimes(sandboxes);
 
+  if (options.persist !== false) await assertStoreNotInUse(join(dataDir, 'dynalite'));
   const store = dynalite({
     ...(options.persist === false ? {} : { path: join(dataDir, 'dynalite') }),
     createTableMs: 0,
@@ -139,7 +152,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     dynamo.destroy();
     await new Promise<void>((done) => store.close(() => done()));
     const storeDir = join(dataDir, 'dynalite');
-    throw new Error(
+    throw new StartUpError(
       `The local table "${tableName}" in ${storeDir} was created by an older version of the broker and lacks the index(es) ${missing.join(', ')}. Delete ${storeDir} (the local connections go with it) and start again.`,
     );
   }
@@ -169,7 +182,13 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   });
   // Loopback only (BROKER_LISTEN_HOST to widen): the Invoke API hands out tokens unauthenticated.
   const host = process.env.BROKER_LISTEN_HOST ?? '127.0.0.1';
-  await new Promise<void>((done) => server.listen(options.port ?? 3000, host, done));
+  try {
+    await listen(server, options.port ?? 3000, host);
+  } catch (error) {
+    dynamo.destroy();
+    await new Promise<void>((done) => store.close(() => done()));
+    throw error;
+  }
   const url = `http://localhost:${(server.address() as AddressInfo).port}`;
 
   const broker = createBroker({
@@ -302,6 +321,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   return {
     url,
     broker,
+    secretsFile: secretsPath,
     sandboxes,
     functions,
     routes,
@@ -344,9 +364,7 @@ function ensureSandboxSecrets(
   config: BrokerConfig,
   kinds: KindRegistry | undefined,
 ): SecretsFile {
-  const secrets: SecretsFile = existsSync(path)
-    ? (JSON.parse(readFileSync(path, 'utf8')) as SecretsFile)
-    : {};
+  const secrets = readSecretsFile(path);
   let changed = false;
   for (const [id, provider] of Object.entries(config.providers)) {
     if (provider.environment === 'sandbox' && !secrets[id]) {
@@ -363,6 +381,22 @@ function ensureSandboxSecrets(
   }
   if (changed) writeFileSync(path, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
   return secrets;
+}
+
+/** The secrets file's entries ({} when there is none); never its content in an error. */
+function readSecretsFile(path: string): SecretsFile {
+  if (!existsSync(path)) return {};
+  try {
+    const secrets: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (typeof secrets === 'object' && secrets !== null && !Array.isArray(secrets)) {
+      return secrets as SecretsFile;
+    }
+  } catch {
+    // said below, without the text (it holds secrets)
+  }
+  throw new ConfigError(
+    `The secrets file ${path} is not a JSON object of provider entries ({"<providerId>": {…}}): fix it and start again.`,
+  );
 }
 
 function sandboxClients(

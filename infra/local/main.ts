@@ -1,16 +1,32 @@
-import { startLocalBroker } from './local-broker.ts';
+import { startLocalBroker, type LocalBroker } from './local-broker.ts';
+import { secretProblems, startUpFailureLine, StartUpError } from './start-up.ts';
 
 /** `npm start`: the broker offline, with sandbox providers; prints what to try next. */
-const port = Number(process.env.PORT ?? 3000);
-const local = await startLocalBroker({ port });
+let local: LocalBroker;
+try {
+  const port = Number(process.env.PORT ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new StartUpError(`PORT must be a port number (0–65535), not "${process.env.PORT}".`);
+  }
+  local = await startLocalBroker({ port });
+} catch (error) {
+  // The user's set-up (a config key, a busy port, a second npm start): one line, no stack.
+  console.error(startUpFailureLine(error));
+  process.exit(1);
+}
+
+const problems = await secretProblems(local.broker);
 const providers = [...local.broker.providers.values()]
-  .map((p) => `    ${p.id.padEnd(10)} kind ${p.kind.kind.padEnd(7)} ${p.context.baseUrl}`)
+  .map(
+    (p) =>
+      `    ${p.id.padEnd(10)} kind ${p.kind.kind.padEnd(7)} ${p.context.baseUrl}${problems.get(p.id) ? '   (not set up: see below)' : ''}`,
+  )
   .join('\n');
 
 console.log(`
 oauth-token-broker is running offline at ${local.url}
   store:    .broker/dynalite (embedded DynamoDB, kept across restarts)
-  key:      .broker/local-master.key     secrets: .broker/secrets.json
+  key:      .broker/local-master.key     secrets: ${local.secretsFile}
   providers:
 ${providers}
 
@@ -33,6 +49,14 @@ The refresher runs every minute here (every refresh.scheduleMinutes in AWS); run
 Lifecycle events: ${local.url}/local/events   Provider calls so far: ${local.url}/sandbox/_stats
 Stop with Ctrl-C.
 `);
+// One line per provider that cannot work yet, and what to do; its calls answer
+// provider_misconfigured until then.
+for (const [id, problem] of problems) {
+  if (problem)
+    console.error(
+      `warning: ${problem} Add it and restart; ${id} answers provider_misconfigured until then.`,
+    );
+}
 
 const stop = () => {
   local.close().then(

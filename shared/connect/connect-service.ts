@@ -3,6 +3,7 @@ import type { BrokerConfig } from '../config.ts';
 import {
   BrokerError,
   InvalidRequestError,
+  isRefusal,
   VersionConflictError,
   toPublicError,
 } from '../errors.ts';
@@ -233,7 +234,7 @@ export class ConnectService {
     } catch (error) {
       const publicError = toPublicError(error);
       // A refusal (the person, the provider) is a warning; anything else is ours to fix.
-      const log = error instanceof BrokerError ? this.deps.logger.warn : this.deps.logger.error;
+      const log = isRefusal(error) ? this.deps.logger.warn : this.deps.logger.error;
       log.call(this.deps.logger, 'connect flow failed', {
         provider: provider.id,
         connectionId: flow.connectionId,

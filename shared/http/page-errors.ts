@@ -1,6 +1,6 @@
 import type middy from '@middy/core';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { BrokerError, toPublicError } from '../errors.ts';
+import { isRefusal, toPublicError } from '../errors.ts';
 import { logger } from '../logger.ts';
 import { describeError } from '../middleware.ts';
 import { htmlPage, statusForCode } from './responses.ts';
@@ -13,7 +13,7 @@ export function pageErrors(): middy.MiddlewareObj<unknown, APIGatewayProxyStruct
   return {
     onError: async (request) => {
       const error = request.error;
-      if (error instanceof BrokerError && error.code !== 'internal_error') {
+      if (isRefusal(error)) {
         logger.warn('browser request refused', { code: error.code, reason: error.message });
       } else {
         logger.error('browser request failed', { error: describeError(error) });
@@ -28,6 +28,8 @@ function titleFor(code: string): string {
   switch (code) {
     case 'provider_unavailable':
       return 'The provider is not answering';
+    case 'provider_misconfigured':
+      return 'This provider is not set up yet';
     case 'internal_error':
       return 'Something went wrong';
     default:

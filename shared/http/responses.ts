@@ -20,6 +20,8 @@ export function statusForCode(code: BrokerErrorCode | string): number {
   switch (code) {
     case 'provider_unavailable':
       return 502;
+    case 'provider_misconfigured':
+      return 503; // the broker's set-up, not the link: another try after it is fixed works
     case 'internal_error':
       return 500;
     case 'access_denied':

@@ -49,6 +49,7 @@ export async function startTestBroker(
     kinds?: KindRegistry;
     /** Real time instead of the test clock (for tests with other processes in them). */
     realTime?: boolean;
+    secretsFile?: string;
   } = {},
 ): Promise<TestBroker> {
   const clock = new TestClock();
@@ -63,6 +64,7 @@ export async function startTestBroker(
     http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
     // Tests run the refresher when they mean to; a real-time schedule would race their clock.
     refresherIntervalSeconds: 0,
+    ...(options.secretsFile ? { secretsFile: options.secretsFile } : {}),
   });
   const lambda = new LambdaClient({
     endpoint: local.url,
