@@ -8,7 +8,7 @@ import { protocolOf } from '../shared/providers/registry.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { connectionPk } from '../shared/store/table.ts';
 import { TestBrowser } from './helpers/browser.ts';
-import { startTestBroker, type TestBroker } from './helpers/local.ts';
+import { setLoggerLevel, startTestBroker, type TestBroker } from './helpers/local.ts';
 import { startOidcProvider, type TestOidcProvider } from './helpers/oidc.ts';
 
 // Complete connect flows over real HTTP: the team's backend creates a connect session through the
@@ -28,13 +28,16 @@ const secrets = new Set<string>();
 const restoreOutput: (() => void)[] = [];
 
 beforeAll(async () => {
+  // Every level, kept here and off the terminal (the suite logs errors only: vitest.config.ts).
+  restoreOutput.push(setLoggerLevel('DEBUG'));
   for (const stream of [process.stdout, process.stderr]) {
-    const write = stream.write.bind(stream);
+    const write = stream.write;
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       logs.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString());
-      return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+      (rest.find((arg) => typeof arg === 'function') as (() => void) | undefined)?.();
+      return true;
     }) as typeof stream.write;
-    restoreOutput.push(() => (stream.write = write as typeof stream.write));
+    restoreOutput.push(() => (stream.write = write));
   }
   oidc = await startOidcProvider({ scopes: ['api:read'] });
   // The oauth2 client's credentials go in the secrets file before the broker reads it.

@@ -5,7 +5,7 @@ import type { TokenSet } from '../shared/providers/types.ts';
 import { refreshConnection } from '../shared/refresh.ts';
 import { logger } from '../shared/logger.ts';
 import { connectionPk } from '../shared/store/table.ts';
-import { startTestBroker, type TestBroker } from './helpers/local.ts';
+import { captureOutput, startTestBroker, type TestBroker } from './helpers/local.ts';
 
 // The store and the refresh protocol against the embedded DynamoDB (dynalite) of the offline
 // runtime: conditional writes, leases and the envelope ciphertext as they are really stored.
@@ -79,9 +79,13 @@ describe('connection store', () => {
       message: 'The stored tokens of quidkey/default could not be decrypted.',
     });
     // The token function answers that as internal_error, without the ciphertext or a token.
-    const answer = await local.invoke({ provider: 'quidkey' });
+    const { result: answer, output } = await captureOutput(() =>
+      local.invoke({ provider: 'quidkey' }),
+    );
     expect(answer).toMatchObject({ ok: false, error: { code: 'internal_error' } });
     expect(JSON.stringify(answer)).not.toContain('access-');
+    expect(output).toMatch(/"level":"ERROR".*could not be decrypted/);
+    expect(output).not.toContain(a.Item!.tokens as string);
   });
 });
 

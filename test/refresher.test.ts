@@ -525,7 +525,11 @@ describe('refresher: failure policy', () => {
     // No longer heads its shard: the next run does not read it; an hour on, it is tried again.
     expect(await runRefresher()).toMatchObject({ due: 0, failed: 0 });
     local.clock.advance(3600);
-    expect(await runRefresher()).toMatchObject({ failed: 1 });
+    const again = await captureOutput(() => runRefresher());
+    expect(again.result).toMatchObject({ failed: 1 });
+    expect(again.output).toMatch(
+      /"level":"ERROR","message":"stored tokens could not be decrypted"/,
+    );
     expect((await raw('unreadable')).dueAt).toBe(local.clock.t + 3600_000);
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
-import { startTestBroker } from './helpers/local.ts';
+import { captureOutput, startTestBroker } from './helpers/local.ts';
 
 // `npm start` as a user runs it: tsx on infra/local/main.ts in a folder of its own (its .broker/
 // lives there), over real processes, ports and files (issue 13 items 6 and 7).
@@ -228,14 +228,23 @@ describe('BROKER_SECRETS_FILE and providers that are not set up (issue 13 item 6
     });
     try {
       const before = await local.itemCount();
-      expect(await local.invoke({ provider: 'quiqup' })).toEqual({
+      // Logged at error level (the operator's to fix), with where the secret lives.
+      const { result: quiqup, output } = await captureOutput(() =>
+        local.invoke({ provider: 'quiqup' }),
+      );
+      expect(output).toMatch(
+        /"level":"ERROR".*"code":"provider_misconfigured".*see the entry \\"quiqup\\" of .*partial-secrets\.json/,
+      );
+      expect(output).not.toContain('an-id-value');
+      expect(quiqup).toEqual({
         ok: false,
         error: {
           code: 'provider_misconfigured',
           message: 'The quiqup provider is not set up: its secret lacks client_secret.',
         },
       });
-      expect(await local.invoke({ provider: 'quidkey' })).toMatchObject({
+      const quidkey = await captureOutput(() => local.invoke({ provider: 'quidkey' }));
+      expect(quidkey.result).toMatchObject({
         error: {
           code: 'provider_misconfigured',
           message: 'The quidkey provider is not set up: its secret lacks client_secret.',
@@ -247,7 +256,9 @@ describe('BROKER_SECRETS_FILE and providers that are not set up (issue 13 item 6
         provider: 'quicko',
         connectionId: 'someone',
       });
-      const page = await fetch(session.url as string, { redirect: 'manual' });
+      const { result: page } = await captureOutput(() =>
+        fetch(session.url as string, { redirect: 'manual' }),
+      );
       expect(page.status).toBe(503);
       const html = await page.text();
       expect(html).toContain(

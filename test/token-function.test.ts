@@ -211,10 +211,12 @@ describe('token: errors', () => {
     const table = process.env.BROKER_TABLE_NAME;
     delete process.env.BROKER_TABLE_NAME;
     try {
-      expect(await local.invoke({ provider: 'quidkey' })).toMatchObject({
-        ok: false,
-        error: { code: 'internal_error' },
-      });
+      const { result, output } = await captureOutput(() => local.invoke({ provider: 'quidkey' }));
+      expect(result).toMatchObject({ ok: false, error: { code: 'internal_error' } });
+      // Logged for the operator, with the reason; the caller got the generic message.
+      expect(output).toMatch(
+        /"level":"ERROR","message":"request failed".*BROKER_TABLE_NAME is not set/,
+      );
     } finally {
       if (table) process.env.BROKER_TABLE_NAME = table;
       setBroker(local.broker);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { LambdaClient, InvokeCommand } from '@aws-sdk/client-lambda';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { parseConfig, type BrokerConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
 import type { KindRegistry } from '../../shared/providers/registry.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
 
@@ -98,25 +99,48 @@ export async function startTestBroker(
   };
 }
 
-/** Collects everything written to stdout and stderr while `run` runs (the logs included). */
+/**
+ * Sets the broker logger's level until the returned function restores it. Its base level, not
+ * setLogLevel: injectLambdaContext puts the level the logger was built with back at every
+ * invocation, and Powertools has no public setter for that one.
+ */
+export function setLoggerLevel(level: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR'): () => void {
+  const base = logger as unknown as { setInitialLogLevel(level: string): void };
+  const previous = logger.getLevelName();
+  base.setInitialLogLevel(level);
+  logger.setLogLevel(level);
+  return () => {
+    base.setInitialLogLevel(previous);
+    logger.setLogLevel(previous);
+  };
+}
+
+/**
+ * Collects everything written to stdout and stderr while `run` runs, the logs included at every
+ * level (the suite runs with POWERTOOLS_LOG_LEVEL=ERROR, vitest.config.ts), and keeps it off the
+ * terminal: a test that looks at log lines asks for them here, and a green run stays quiet.
+ */
 export async function captureOutput<T>(
   run: () => Promise<T>,
 ): Promise<{ result: T; output: string }> {
   const chunks: string[] = [];
   const original = { out: process.stdout.write, err: process.stderr.write };
-  const tap = (stream: NodeJS.WriteStream, write: typeof process.stdout.write) =>
-    ((chunk: unknown, ...rest: unknown[]) => {
-      chunks.push(
-        typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'),
-      );
-      return (write as (...args: unknown[]) => boolean).call(stream, chunk, ...rest);
-    }) as typeof process.stdout.write;
-  process.stdout.write = tap(process.stdout, original.out);
-  process.stderr.write = tap(process.stderr, original.err);
+  const tap = ((chunk: unknown, ...rest: unknown[]) => {
+    chunks.push(
+      typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'),
+    );
+    const done = rest.find((arg) => typeof arg === 'function') as (() => void) | undefined;
+    done?.();
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = tap;
+  process.stderr.write = tap;
+  const restoreLevel = setLoggerLevel('DEBUG');
   try {
     const result = await run();
     return { result, output: chunks.join('') };
   } finally {
+    restoreLevel();
     process.stdout.write = original.out;
     process.stderr.write = original.err;
   }
