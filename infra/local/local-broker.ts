@@ -231,18 +231,20 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestUrl = new URL(req.url ?? '/', url);
     const socket = req.socket;
-    if (!isWellEncodedPath(requestUrl.pathname)) {
-      res
-        .writeHead(400, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ message: 'Bad Request: the path is not valid percent-encoding.' }));
-      return;
-    }
     const body = await readBody(req);
     if (body === undefined) {
       // The rest of the body is never read: close the connection, or the next request on it
       // would be read from the middle of this body and hang.
       res.on('finish', () => socket.destroy());
       res.writeHead(413, { connection: 'close' }).end();
+      return;
+    }
+    // After the body is read, like every answer here: one left unread would be taken for the
+    // next request on the connection.
+    if (!isWellEncodedPath(requestUrl.pathname)) {
+      res
+        .writeHead(400, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ message: 'Bad Request: the path is not valid percent-encoding.' }));
       return;
     }
     const functionName = matchInvokePath(requestUrl.pathname);

@@ -275,9 +275,11 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
     const secret = tokenSecret(header.get('oauth_token'), consumerKey);
     if (typeof secret !== 'string') return secret;
 
+    const baseUri = this.baseStringUri(request);
+    if (!baseUri) return { status: 400, problem: 'parameter_rejected' }; // a Host that is no host
     const expected = oauth1Signature(
       request.method,
-      this.baseStringUri(request),
+      baseUri,
       requestParameters(request, header),
       consumerSecret,
       secret,
@@ -303,10 +305,11 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
    * §3.4.1.2: the URI the client addressed, from the Host header the way a server sees it (the
    * sandbox is served over plain http).
    */
-  private baseStringUri(request: SandboxRequest): string {
+  private baseStringUri(request: SandboxRequest): string | undefined {
     const configured = new URL(request.baseUrl);
     const host = firstHeader(request.headers, 'host') ?? configured.host;
-    return `${configured.protocol}//${host}${configured.pathname}${request.path}`;
+    const uri = `${configured.protocol}//${host}${configured.pathname}${request.path}`;
+    return URL.canParse(uri) ? uri : undefined;
   }
 
   private sendCredentials(res: ServerResponse, fields: Record<string, string>): void {
