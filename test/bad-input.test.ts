@@ -11,9 +11,9 @@ beforeAll(async () => {
     config: parseConfig({
       allowedReturnTo: ['http://localhost/app/'],
       providers: {
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
-        quicko: { kind: 'quicko', environment: 'sandbox' },
-        quipt: { kind: 'quipt', environment: 'sandbox' },
+        quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+        quicko: { catalog: 'quicko', environment: 'sandbox' },
+        quipt: { catalog: 'quipt', environment: 'sandbox' },
       },
     }),
   });

@@ -87,8 +87,8 @@ beforeAll(() => {
     join(dir, 'broker.config.json'),
     JSON.stringify({
       providers: {
-        quiqup: { kind: 'quiqup', environment: 'sandbox' },
-        quidkey: { kind: 'quidkey', environment: 'sandbox' },
+        quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+        quidkey: { catalog: 'quidkey', environment: 'sandbox' },
       },
     }),
   );
@@ -220,9 +220,9 @@ describe('BROKER_SECRETS_FILE and providers that are not set up (issue 13 item 6
       secretsFile,
       config: parseConfig({
         providers: {
-          quiqup: { kind: 'quiqup', environment: 'sandbox' },
-          quidkey: { kind: 'quidkey', environment: 'sandbox' },
-          quicko: { kind: 'quicko', environment: 'sandbox' },
+          quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+          quidkey: { catalog: 'quidkey', environment: 'sandbox' },
+          quicko: { catalog: 'quicko', environment: 'sandbox' },
         },
       }),
     });
