@@ -33,6 +33,7 @@ import { withoutCatalogFields } from '../shared/providers/catalog.ts';
 import { protocolOf } from '../shared/providers/registry.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { refresherTimeoutSeconds } from '../shared/refresher.ts';
+import { SECRET_PLACEHOLDER } from '../shared/secrets.ts';
 import { dueIndex, providerIndex, tableKey, ttlAttribute } from '../shared/store/table.ts';
 import { BrokerFunction, type BrokerFunctionProps } from './broker-function.ts';
 import { functionAccess, type BrokerFunctionName } from './function-access.ts';
@@ -378,7 +379,7 @@ export class BrokerStack extends Stack {
     const fields = protocolOf(entry).secretFields;
     const generated = fields.at(-1) ?? 'client_secret';
     const placeholders = Object.fromEntries(
-      fields.filter((field) => field !== generated).map((field) => [field, 'REPLACE_ME']),
+      fields.filter((field) => field !== generated).map((field) => [field, SECRET_PLACEHOLDER]),
     );
     const secret = new secretsmanager.Secret(this, `ProviderSecret${pascalCase(providerId)}`, {
       secretName: `${prefix}/${providerId}`,

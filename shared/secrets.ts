@@ -9,6 +9,12 @@ import { BrokerError, ProviderMisconfiguredError } from './errors.ts';
 import { isRecord } from './providers/http.ts';
 import type { ProviderSecret } from './providers/types.ts';
 
+/**
+ * The value the stack puts in every field of a provider's secret but the generated one, until the
+ * operator sets the real credentials (docs/deployment.md): a field holding it is not set.
+ */
+export const SECRET_PLACEHOLDER = 'REPLACE_ME';
+
 /** Reads one provider's JSON secret. Adapters implement only this. */
 export interface SecretBackend {
   /** Human-readable name of where the secret lives, for error messages (never its value). */
@@ -96,9 +102,15 @@ export class SecretSource {
     const secret = await this.cache.fetch(providerId);
     if (!secret) throw this.misconfigured(providerId, 'is missing');
     const missing = requiredFields.filter((field) => !secret[field]);
-    if (missing.length > 0) {
+    const placeholders = requiredFields.filter((field) => secret[field] === SECRET_PLACEHOLDER);
+    if (missing.length > 0 || placeholders.length > 0) {
       this.cache.delete(providerId);
-      throw this.misconfigured(providerId, `lacks ${missing.join(', ')}`);
+      throw this.misconfigured(
+        providerId,
+        missing.length > 0
+          ? `lacks ${missing.join(', ')}`
+          : `still holds the ${SECRET_PLACEHOLDER} placeholder in ${placeholders.join(', ')}`,
+      );
     }
     return secret;
   }

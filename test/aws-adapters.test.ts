@@ -89,6 +89,18 @@ describe.skipIf(!motoUrl)('AWS adapters against moto', () => {
       code: 'provider_misconfigured',
       message: 'The partial provider is not set up: its secret lacks client_secret.',
     });
+    // As the stack creates it, before the operator puts the real value (docs/deployment.md).
+    await secrets.send(
+      new CreateSecretCommand({
+        Name: `${prefix}/placeholder`,
+        SecretString: JSON.stringify({ client_id: 'REPLACE_ME', client_secret: 'generated' }),
+      }),
+    );
+    await expect(source.get('placeholder', ['client_id', 'client_secret'])).rejects.toMatchObject({
+      code: 'provider_misconfigured',
+      message:
+        'The placeholder provider is not set up: its secret still holds the REPLACE_ME placeholder in client_id.',
+    });
     const error = await source.get('broken', ['client_id']).catch((e: unknown) => e as Error);
     expect(error.message).not.toContain('s3cret');
     expect(String((error as Error & { cause?: Error }).cause?.message)).not.toContain('s3cret');
