@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only warm,stampede,refresher,cold,first-use,takeover --connections 10000 …]`: runs the
+ * `npm run bench [-- --only warm,stampede,refresher,cold,first-use,takeover,session-claim --connections 10000 …]`: runs the
  * workloads on the offline runtime's store and sandbox providers, prints one table with the
  * goals beside the measured figures, and writes bench/results.json (git-ignored: numbers are
  * machine-specific). A benchmark, not a test: a missed goal is reported, never an exit code.
@@ -13,13 +13,17 @@ import { benchColdStart } from './cold-start.ts';
 import { benchFirstUse } from './first-use.ts';
 import type { BenchRow, WorkloadResult } from './harness.ts';
 import { benchRefresher } from './refresher.ts';
+import { benchSessionClaim } from './session-claim.ts';
 import { benchStampede } from './stampede.ts';
 import { benchTakeover } from './takeover.ts';
 import { benchWarmToken } from './warm-token.ts';
 
 const { values: args } = parseArgs({
   options: {
-    only: { type: 'string', default: 'warm,stampede,refresher,cold,first-use,takeover' },
+    only: {
+      type: 'string',
+      default: 'warm,stampede,refresher,cold,first-use,takeover,session-claim',
+    },
     fetches: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '300' },
     stampede: { type: 'string', default: '200' },
@@ -30,6 +34,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '21' },
     'first-use-callers': { type: 'string', default: '24' },
     crashes: { type: 'string', default: '3' },
+    opens: { type: 'string', default: '100' },
     out: { type: 'string', default: 'bench/results.json' },
     verbose: { type: 'boolean', default: false },
   },
@@ -56,6 +61,7 @@ const options = {
   runs: int('runs'),
   firstUseCallers: int('first-use-callers'),
   crashes: int('crashes'),
+  opens: int('opens'),
 };
 
 const workloads: Record<string, { title: string; run: () => Promise<WorkloadResult> }> = {
@@ -101,6 +107,18 @@ const workloads: Record<string, { title: string; run: () => Promise<WorkloadResu
   takeover: {
     title: `crash takeover: ${options.crashes} holders killed mid-call in a process of their own`,
     run: () => benchTakeover({ config, configInput, provider, crashes: options.crashes }),
+  },
+  'session-claim': {
+    title: `session claim: ${options.opens} parallel opens of one connect link`,
+    run: () =>
+      benchSessionClaim({
+        config: parseConfig({
+          allowedReturnTo: ['http://app.test/'],
+          providers: { quipt: { catalog: 'quipt', environment: 'sandbox' } },
+        }),
+        returnTo: 'http://app.test/done',
+        opens: options.opens,
+      }),
   },
   cold: {
     title: `cold start: bundles and ${options.runs} fresh imports each`,
