@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -30,8 +31,19 @@ const flows: { provider: string; params: Record<string, string>; cookie: string 
 const cursors: string[] = [];
 const connectionIds = ['default', 'fuzz-user', 'fuzz-quipt', 'demo-user'];
 
+let dataDir: string;
 beforeAll(async () => {
+  // A generic OAuth 2.0 catalog entry too, with credentials of its own (its start builds the
+  // authorization URL locally; its callbacks never get as far as github.com with made-up state).
+  dataDir = mkdtempSync(join(tmpdir(), 'broker-fuzz-'));
+  writeFileSync(
+    join(dataDir, 'secrets.json'),
+    JSON.stringify({
+      github: { client_id: 'fuzz-github-id', client_secret: 'fuzz-github-secret' },
+    }),
+  );
   local = await startTestBroker({
+    dataDir,
     config: parseConfig({
       allowedReturnTo: [RETURN_TO],
       providers: {
@@ -39,6 +51,7 @@ beforeAll(async () => {
         quidkey: { catalog: 'quidkey', environment: 'sandbox' },
         quicko: { catalog: 'quicko', environment: 'sandbox' },
         quipt: { catalog: 'quipt', environment: 'sandbox' },
+        github: { catalog: 'github' },
       },
     }),
   });
@@ -83,7 +96,7 @@ beforeAll(async () => {
     limit: 2,
   });
   cursors.push(page.nextCursor as string);
-  for (const provider of ['quicko', 'quipt']) {
+  for (const provider of ['quicko', 'quipt', 'github']) {
     for (let i = 0; i < 6; i += 1) {
       const session = await local.broker.connect.createConnectSession({
         provider,
@@ -91,7 +104,8 @@ beforeAll(async () => {
         ...(i % 2 ? { returnTo: `${RETURN_TO}done` } : {}),
       });
       const token = new URL(session.url).searchParams.get('session')!;
-      if (i < 3) {
+      // No started github flow to replay: its genuine callback would call github.com.
+      if (i < 3 || provider === 'github') {
         sessions.push(`${provider}:${token}`);
         continue;
       }
@@ -127,6 +141,7 @@ beforeAll(async () => {
 afterAll(async () => {
   agent.destroy();
   await local?.close();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
 // --- what the cases are made of ----------------------------------------------------------------
@@ -142,7 +157,7 @@ interface Case {
 
 /** Every kind of case, built once the runtime is up (it draws on its sessions, flows and keys). */
 function caseArbitrary(): fc.Arbitrary<Case> {
-  const providerIds = ['quiqup', 'quidkey', 'quicko', 'quipt'];
+  const providerIds = ['quiqup', 'quidkey', 'quicko', 'quipt', 'github'];
   const text = fc.string({ maxLength: 40, unit: 'binary' });
   const shortText = fc.string({ maxLength: 12 });
   const anyValue = fc.oneof(
