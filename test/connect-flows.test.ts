@@ -2,11 +2,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { parseConfig } from '../shared/config.ts';
 import { protocolOf } from '../shared/providers/registry.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
-import { connectionPk } from '../shared/store/table.ts';
+import { connectionPk, connectSessionPk } from '../shared/store/table.ts';
+import { hashOf } from '../shared/connect/flow-store.ts';
 import { TestBrowser } from './helpers/browser.ts';
 import { setLoggerLevel, startTestBroker, type TestBroker } from './helpers/local.ts';
 import { startOidcProvider, type TestOidcProvider } from './helpers/oidc.ts';
@@ -54,7 +56,8 @@ beforeAll(async () => {
       providers: {
         quidkey: { catalog: 'quidkey', environment: 'sandbox' },
         quicko: { catalog: 'quicko', environment: 'sandbox' },
-        quipt: { catalog: 'quipt', environment: 'sandbox' },
+        // The 100 parallel opens below load this one process: more than the tests' 400 ms default.
+        quipt: { catalog: 'quipt', environment: 'sandbox', timeoutMs: 5000 },
         acme: {
           kind: 'oauth2',
           authorizationUrl: oidc.authorizationUrl,
@@ -453,6 +456,109 @@ describe('connect flow: an OAuth 1.0a denial without oauth_token', () => {
     expect(await local.broker.store.get('quipt', 'refused-bare')).toBeUndefined();
     // The flow was consumed: the same callback again finds nothing.
     expect((await finish(flow)).status).toBe(400);
+  });
+});
+
+/** Flow items in the table (a Scan: tests only). */
+async function flowItemCount(): Promise<number> {
+  let count = 0;
+  let startKey: Record<string, never> | undefined;
+  do {
+    const page = await local.dynamo.send(
+      new ScanCommand({
+        TableName: local.tableName,
+        FilterExpression: 'begins_with(pk, :flow)',
+        ExpressionAttributeValues: { ':flow': { S: 'flow#' } },
+        Select: 'COUNT',
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      }),
+    );
+    count += page.Count ?? 0;
+    startKey = page.LastEvaluatedKey as typeof startKey;
+  } while (startKey);
+  return count;
+}
+
+/** Provider calls the sandbox has answered so far, per endpoint, as `npm start` serves them. */
+async function sandboxCalls(kind: string, endpoint: string): Promise<number> {
+  const stats = (await (await fetch(`${local.url}/sandbox/_stats`)).json()) as Record<
+    string,
+    Record<string, number>
+  >;
+  return stats[kind]?.[endpoint] ?? 0;
+}
+
+describe('connect sessions: one start per link', () => {
+  it('100 parallel opens of one link make 1 provider call and 1 flow; the others get a 400 page', async () => {
+    const url = await createSession('quipt', 'parallel');
+    const callsBefore = await sandboxCalls('quipt', 'initiate');
+    const flowsBefore = await flowItemCount();
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const response = await new TestBrowser().request(url);
+        return { status: response.status, body: await response.text() };
+      }),
+    );
+    expect(answers.filter((a) => a.status === 302)).toHaveLength(1);
+    const refused = answers.filter((a) => a.status !== 302);
+    expect(refused).toHaveLength(99);
+    for (const answer of refused) {
+      expect(answer.status, answer.body.replace(/<[^>]*>/g, ' ').slice(-300)).toBe(400);
+      expect(answer.body).toMatch(/already being used in another request|already used/);
+    }
+    expect(await sandboxCalls('quipt', 'initiate')).toBe(callsBefore + 1);
+    expect(await flowItemCount()).toBe(flowsBefore + 1);
+  });
+
+  it('a provider failure while starting leaves the link usable, at once', async () => {
+    const url = await createSession('quipt', 'retry-start');
+    const sandbox = local.sandboxes.quipt;
+    const callsBefore = await sandboxCalls('quipt', 'initiate');
+    const flowsBefore = await flowItemCount();
+    sandbox.fault = { type: 'status', status: 503 };
+    let failed: Response;
+    try {
+      failed = await new TestBrowser().request(url);
+    } finally {
+      sandbox.fault = undefined;
+    }
+    expect(failed.status).toBe(502);
+    expect(await failed.text()).toMatch(/not answering/);
+    expect(await flowItemCount()).toBe(flowsBefore);
+    // The claim was given back: the same link opens now, without waiting for the claim to lapse.
+    const browser = new TestBrowser();
+    const start = await browser.request(url);
+    expect(start.status).toBe(302);
+    expect(await sandboxCalls('quipt', 'initiate')).toBe(callsBefore + 2);
+    expect(await flowItemCount()).toBe(flowsBefore + 1);
+    // And that flow completes.
+    const consentUrl = new URL(start.headers.get('location')!, url).toString();
+    const callbackUrl = await consentDrivers.quipt!(browser, consentUrl, 'allow');
+    const done = await finish({ browser, callbackUrl });
+    expect(done.location?.searchParams.get('status')).toBe('connected');
+    await rememberTokens('quipt', 'retry-start');
+  });
+
+  it('a start that died holding the link frees it once its claim lapses', async () => {
+    const url = await createSession('quipt', 'lapsed-claim');
+    const token = new URL(url).searchParams.get('session')!;
+    // As a start that crashed after its claim would leave the session: claimed, never released.
+    await DynamoDBDocumentClient.from(local.dynamo).send(
+      new UpdateCommand({
+        TableName: local.tableName,
+        Key: { pk: connectSessionPk(hashOf(token)) },
+        UpdateExpression: 'SET claimedBy = :crashed, claimExpiresAt = :until',
+        ExpressionAttributeValues: {
+          ':crashed': 'crashed-start',
+          ':until': local.clock.now() + 15_000,
+        },
+      }),
+    );
+    const busy = await new TestBrowser().request(url);
+    expect(busy.status).toBe(400);
+    expect(await busy.text()).toMatch(/already being used in another request/);
+    local.clock.advance(16);
+    expect((await new TestBrowser().request(url)).status).toBe(302);
   });
 });
 

@@ -10,11 +10,13 @@ import {
 import { publishSafely, type EventPublisher } from '../events.ts';
 import type { BrokerLogger } from '../logger.ts';
 import { describeError } from '../middleware.ts';
+import { defaultHttpOptions } from '../providers/http.ts';
 import { getProvider, type ResolvedProvider } from '../providers/resolve.ts';
 import {
   hasConsentFlow,
   type CallbackParams,
   type ConsentProtocol,
+  type ConsentStart,
   type TokenSet,
 } from '../providers/types.ts';
 import { nextDueAt } from '../refresh.ts';
@@ -116,46 +118,66 @@ export class ConnectService {
     return { ok: true, url: url.toString(), expiresAt: new Date(expiresAt).toISOString() };
   }
 
-  /** The start route: checks the session, records the flow, binds it to this browser. */
+  /**
+   * The start route: claims the session, asks the provider to start consent, records the flow,
+   * consumes the session and binds the flow to this browser. The claim comes before the provider
+   * call, so of many opens of one link exactly one reaches the provider; the session is consumed
+   * only after the provider answered, so a provider failure gives the link back for another try.
+   */
   async startFlow(providerId: string, sessionToken: string | undefined): Promise<FlowStarted> {
     const provider = this.consentProvider(providerId);
     if (!sessionToken || !BEARER_PATTERN.test(sessionToken)) {
       throw new ConnectFlowError('This connect link has no valid session.');
     }
     const sessionHash = hashOf(sessionToken);
-    const session = await this.deps.flows.getSession(sessionHash);
     const now = this.deps.now();
-    if (!session || session.provider !== provider.id || session.expiresAt <= now) {
-      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
-    }
+    const claimant = randomBytes(16).toString('base64url');
+    const session = await this.deps.flows.claimSession(sessionHash, {
+      provider: provider.id,
+      claimant,
+      now,
+      until: now + this.sessionClaimMs(provider.id),
+    });
+    if (!session) throw await this.unclaimedSession(sessionHash, provider.id, now);
 
     const state = randomBytes(32).toString('base64url');
     const callbackUrl = this.callbackUrl(provider.id);
-    // The provider is asked first: if it fails, the session stays usable for another try.
-    const started = await provider.kind.startConsent(provider.context, {
-      callbackUrl,
-      state,
-      ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
-    });
-
-    const handleHash = flowHandleHash(provider.id, state);
     const browserToken = randomBytes(32).toString('base64url');
     const flowTtlSeconds = this.deps.config.connect.flowTtlSeconds;
-    await this.deps.flows.putFlow(handleHash, {
-      provider: provider.id,
-      connectionId: session.connectionId,
-      ...(session.returnTo ? { returnTo: session.returnTo } : {}),
-      state,
-      callbackUrl: started.callbackUrl ?? callbackUrl,
-      browserHash: hashOf(browserToken),
-      flowSecrets: started.flowSecrets ?? {},
-      ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
-      expiresAt: now + flowTtlSeconds * 1000,
-    });
-    // Consumed last: a failure before here leaves the link usable. Of two concurrent starts, the
-    // loser's flow has no cookie in any browser and expires unused.
-    if (!(await this.deps.flows.consumeSession(sessionHash))) {
-      throw new ConnectFlowError('This connect link is unknown, already used or expired.');
+    let started: ConsentStart;
+    let handleHash: string;
+    try {
+      started = await provider.kind.startConsent(provider.context, {
+        callbackUrl,
+        state,
+        ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
+      });
+      handleHash = flowHandleHash(provider.id, state);
+      await this.deps.flows.putFlow(handleHash, {
+        provider: provider.id,
+        connectionId: session.connectionId,
+        ...(session.returnTo ? { returnTo: session.returnTo } : {}),
+        state,
+        callbackUrl: started.callbackUrl ?? callbackUrl,
+        browserHash: hashOf(browserToken),
+        flowSecrets: started.flowSecrets ?? {},
+        ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
+        expiresAt: now + flowTtlSeconds * 1000,
+      });
+    } catch (error) {
+      // The link stays usable: give the claim back now rather than when it lapses.
+      await this.deps.flows.releaseSession(sessionHash, claimant).catch((releaseError) => {
+        this.deps.logger.warn('connect session claim not released; it lapses by itself', {
+          provider: provider.id,
+          reason: describeError(releaseError),
+        });
+      });
+      throw error;
+    }
+    if (!(await this.deps.flows.consumeSession(sessionHash, claimant))) {
+      // Our claim lapsed mid-start and another start took the link: this flow has no cookie.
+      await this.deps.flows.consumeFlow(handleHash);
+      throw new ConnectFlowError('This connect link was used by another request; open it once.');
     }
     this.deps.logger.info('connect flow started', {
       provider: provider.id,
@@ -171,6 +193,36 @@ export class ConnectService {
         secure: !isPlainHttpLocalhost(callbackUrl),
       },
     };
+  }
+
+  /** Why a session could not be claimed, as the refusal the browser sees. */
+  private async unclaimedSession(
+    sessionHash: string,
+    providerId: string,
+    now: number,
+  ): Promise<ConnectFlowError> {
+    const session = await this.deps.flows.getSession(sessionHash);
+    if (
+      session &&
+      session.provider === providerId &&
+      session.expiresAt > now &&
+      (session.claimExpiresAt ?? 0) > now
+    ) {
+      return new ConnectFlowError(
+        'This connect link is already being used in another request; open it once.',
+      );
+    }
+    return new ConnectFlowError('This connect link is unknown, already used or expired.');
+  }
+
+  /**
+   * How long a start holds the session: longer than its provider call (one attempt, starts are
+   * not retried) and the secret read before it. A start that dies frees the link after this.
+   */
+  private sessionClaimMs(providerId: string): number {
+    const timeoutMs =
+      this.deps.config.providers[providerId]?.timeoutMs ?? defaultHttpOptions.timeoutMs;
+    return 2 * timeoutMs + 5_000;
   }
 
   /**

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
-import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import {
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  UpdateCommand,
+  type DynamoDBDocumentClient,
+} from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
-import { deleteIfExists } from '../store/conditional.ts';
+import { deleteIfExists, isConditionalCheckFailed } from '../store/conditional.ts';
 import { connectFlowPk, connectSessionPk } from '../store/table.ts';
 
 /** SHA-256 (hex) of a bearer value: the table keeps only this, never the value itself. */
@@ -18,6 +24,8 @@ export interface ConnectSession {
   connectionParams?: Record<string, string>;
   /** Epoch ms. */
   expiresAt: number;
+  /** Epoch ms until which a start route holds the session (see claimSession); absent if free. */
+  claimExpiresAt?: number;
 }
 
 /** A consent flow in progress, between the start route and the callback route. */
@@ -66,6 +74,9 @@ interface SessionItem {
   expiresAt: number;
   /** The table's TTL attribute (epoch seconds): DynamoDB removes the item after it. */
   ttl: number;
+  /** Random id of the start request holding the session, and until when (epoch ms). */
+  claimedBy?: string;
+  claimExpiresAt?: number;
 }
 
 /**
@@ -108,20 +119,81 @@ export class FlowStore {
         ConsistentRead: true,
       }),
     );
-    const item = out.Item as SessionItem | undefined;
-    if (!item) return undefined;
-    return {
-      provider: item.sessionProvider,
-      connectionId: item.sessionConnectionId,
-      ...(item.returnTo ? { returnTo: item.returnTo } : {}),
-      ...(item.connectionParams ? { connectionParams: item.connectionParams } : {}),
-      expiresAt: item.expiresAt,
-    };
+    return out.Item ? sessionOf(out.Item as SessionItem) : undefined;
   }
 
-  /** Deletes the session if it is still there; false if someone consumed it first. */
-  consumeSession(tokenHash: string): Promise<boolean> {
-    return deleteIfExists(this.db, this.tableName, connectSessionPk(tokenHash));
+  /**
+   * Claims the session for one start request before any provider call: succeeds only if the
+   * session exists for this provider, is unexpired and no other claim is live. Returns the
+   * session, or undefined when the condition failed (someone holds it, or it is gone). A claim
+   * lapses by itself at `claimExpiresAt`, so a start that crashed frees the link.
+   */
+  async claimSession(
+    tokenHash: string,
+    claim: { provider: string; claimant: string; now: number; until: number },
+  ): Promise<ConnectSession | undefined> {
+    try {
+      const out = await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: connectSessionPk(tokenHash) },
+          UpdateExpression: 'SET claimedBy = :claimant, claimExpiresAt = :until',
+          ConditionExpression:
+            'attribute_exists(pk) AND sessionProvider = :provider AND expiresAt > :now AND ' +
+            '(attribute_not_exists(claimExpiresAt) OR claimExpiresAt <= :now)',
+          ExpressionAttributeValues: {
+            ':claimant': claim.claimant,
+            ':until': claim.until,
+            ':provider': claim.provider,
+            ':now': claim.now,
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return sessionOf(out.Attributes as SessionItem);
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** Gives a claimed session back (its start failed), so the link can be opened again at once. */
+  async releaseSession(tokenHash: string, claimant: string): Promise<void> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { pk: connectSessionPk(tokenHash) },
+          UpdateExpression: 'REMOVE claimedBy, claimExpiresAt',
+          ConditionExpression: 'claimedBy = :claimant',
+          ExpressionAttributeValues: { ':claimant': claimant },
+        }),
+      );
+    } catch (error) {
+      // Gone or claimed anew after ours lapsed: nothing of ours to give back.
+      if (!isConditionalCheckFailed(error)) throw error;
+    }
+  }
+
+  /**
+   * Deletes the session if this claimant still holds it; false if it lost the session (its claim
+   * lapsed and another start took it, or it was consumed).
+   */
+  async consumeSession(tokenHash: string, claimant: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: { pk: connectSessionPk(tokenHash) },
+          ConditionExpression: 'claimedBy = :claimant',
+          ExpressionAttributeValues: { ':claimant': claimant },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionalCheckFailed(error)) return false;
+      throw error;
+    }
   }
 
   async putFlow(handleHash: string, flow: ConnectFlow): Promise<void> {
@@ -181,6 +253,17 @@ export class FlowStore {
   consumeFlow(handleHash: string): Promise<boolean> {
     return deleteIfExists(this.db, this.tableName, connectFlowPk(handleHash));
   }
+}
+
+function sessionOf(item: SessionItem): ConnectSession {
+  return {
+    provider: item.sessionProvider,
+    connectionId: item.sessionConnectionId,
+    ...(item.returnTo ? { returnTo: item.returnTo } : {}),
+    ...(item.connectionParams ? { connectionParams: item.connectionParams } : {}),
+    expiresAt: item.expiresAt,
+    ...(item.claimExpiresAt !== undefined ? { claimExpiresAt: item.claimExpiresAt } : {}),
+  };
 }
 
 /** Binds a flow's sealed secrets to its provider and flow: copied elsewhere, they won't decrypt. */
