@@ -133,6 +133,17 @@ const consentDrivers: Record<string, ConsentDriver> = {
   }),
 };
 
+/** Callbacks missing what each kind's exchange needs, made from the real one. */
+const malformedCallbacks: Record<string, [string, (params: URLSearchParams) => void][]> = {
+  quicko: [['no request_token', (params) => params.delete('request_token')]],
+  quipt: [['no oauth_verifier', (params) => params.delete('oauth_verifier')]],
+  acme: [
+    ['a wrong iss', (params) => params.set('iss', 'https://elsewhere.example')],
+    ['no iss', (params) => params.delete('iss')],
+    ['no code', (params) => params.delete('code')],
+  ],
+};
+
 /** Each provider's sandbox API, to prove a token (or signed header) works there. */
 const apiCheck: Record<string, { url: () => string; sign?: true }> = {
   quicko: { url: () => `${local.url}/sandbox/quicko/me` },
@@ -283,6 +294,27 @@ describe.each(['quicko', 'quipt', 'acme'])('connect flow: %s', (provider) => {
     expect(done.location?.searchParams.get('status')).toBe('connected');
     await rememberTokens(provider, 'bound');
   });
+
+  it.each(malformedCallbacks[provider]!)(
+    'a callback with %s is refused (400) before its flow is consumed; the real one still completes',
+    async (_name, malform) => {
+      const flow = await startAndConsent(provider, 'malformed');
+      const url = new URL(flow.callbackUrl);
+      malform(url.searchParams);
+      const refused = await flow.browser.request(url.toString());
+      expect(refused.status).toBe(400);
+      expect(await refused.text()).toMatch(/callback carried (no|another)/);
+      expect(await local.broker.store.get(provider, 'malformed')).toBeUndefined();
+      const done = await finish(flow);
+      expect(done.location?.searchParams.get('status')).toBe('connected');
+      await rememberTokens(provider, 'malformed');
+      await local.invokeFunction('connections', {
+        action: 'delete',
+        provider,
+        connectionId: 'malformed',
+      });
+    },
+  );
 
   it('an expired flow is refused and nothing is stored', async () => {
     const flow = await startAndConsent(provider, 'late');

@@ -123,6 +123,7 @@ function withRefresh(providerId: string, refresh: () => Promise<TokenSet>): Reso
       mint: undefined,
       refresh,
       startConsent: () => Promise.reject(new Error('not in this test')),
+      checkCallback: () => ({ ok: false, message: 'not in this test' }),
       completeConsent: () => Promise.reject(new Error('not in this test')),
     },
   };

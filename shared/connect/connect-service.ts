@@ -259,6 +259,9 @@ export class ConnectService {
         'This browser did not start this connection attempt (its cookie is missing or does not match).',
       );
     }
+    // A malformed callback (a parameter missing, a wrong issuer) must not burn the flow.
+    const check = provider.kind.checkCallback(provider.context, params);
+    if (!check.ok) throw new ConnectFlowError(check.message);
     if (!(await this.deps.flows.consumeFlow(handleHash))) {
       throw new ConnectFlowError('This connection attempt is unknown or was already completed.');
     }

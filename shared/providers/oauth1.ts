@@ -157,6 +157,17 @@ const protocol: RequestSigningProtocol<OAuth1Config> = {
     };
   },
 
+  /** §2.2: an authorized request token comes back with its verifier; a refusal passes as is. */
+  checkCallback: (ctx, params) => {
+    if (params.oauth_problem !== undefined || params.denied !== undefined) return { ok: true };
+    for (const name of ['oauth_token', 'oauth_verifier']) {
+      if (!params[name]) {
+        return { ok: false, message: `The ${ctx.providerId} callback carried no ${name}.` };
+      }
+    }
+    return { ok: true };
+  },
+
   /**
    * RFC 5849 §2.3: the access-token call with `oauth_token` and `oauth_verifier`, signed with the
    * consumer secret and the request-token secret → token credentials, which do not expire.

@@ -749,6 +749,29 @@ function authorizationCode(config: OAuth2Config): UserConsentProtocol<OAuth2Conf
       return { authorizationUrl: url.toString(), flowSecrets: { code_verifier: codeVerifier } };
     },
 
+    /**
+     * RFC 9207 §2.4: with an issuer configured, a redirect (an error one too) carrying another
+     * `iss` is refused; one carrying none is, when the entry's own URLs say the server sends it
+     * (discovered metadata may say otherwise: completeConsent checks against it). RFC 6749
+     * §4.1.2: a success carries `code`, an error `error`.
+     */
+    checkCallback: (ctx, params) => {
+      const { issuer, authorizationUrl, tokenUrl } = ctx.config;
+      if (issuer !== undefined && params.iss !== undefined && params.iss !== issuer) {
+        return {
+          ok: false,
+          message: `The ${ctx.providerId} callback carried another issuer (iss) than the configured one.`,
+        };
+      }
+      if (issuer !== undefined && params.iss === undefined && authorizationUrl && tokenUrl) {
+        return { ok: false, message: `The ${ctx.providerId} callback carried no iss.` };
+      }
+      if (params.error === undefined && !params.code) {
+        return { ok: false, message: `The ${ctx.providerId} callback carried no code.` };
+      }
+      return { ok: true };
+    },
+
     /** The callback, then the code exchange (RFC 6749 §4.1.3) with the PKCE verifier. */
     completeConsent: async (ctx, input) => {
       const metadata = await server(ctx, input.connectionParams);

@@ -283,6 +283,13 @@ const protocol: UserConsentProtocol<QuickoConfig> = {
     return { authorizationUrl: consent.toString(), callbackUrl };
   },
 
+  checkCallback: (ctx, params) => {
+    const { deniedWhen, requestTokenParam } = ctx.config;
+    return params[deniedWhen.param] === deniedWhen.equals || params[requestTokenParam]
+      ? { ok: true }
+      : { ok: false, message: `The ${ctx.providerId} callback carried no ${requestTokenParam}.` };
+  },
+
   completeConsent: async (ctx, input) => {
     const { deniedWhen, requestTokenParam } = ctx.config;
     if (input.params[deniedWhen.param] === deniedWhen.equals) throw new AccessDeniedError();

@@ -51,6 +51,13 @@ export interface SealedCache {
 /** The query parameters of a provider's redirect back to our callback route. */
 export type CallbackParams = Record<string, string>;
 
+/**
+ * A kind's verdict on a callback before its flow is consumed: `ok` when it carries what the
+ * exchange needs (or is the provider's well-formed report of a refusal), else why not. The
+ * message is shown to the person: name parameters, never their values.
+ */
+export type CallbackCheck = { ok: true } | { ok: false; message: string };
+
 export interface ConsentStartInput {
   /**
    * Our callback URL for this provider (`<public base>/callback/<providerId>`). A kind whose
@@ -116,6 +123,12 @@ interface ProtocolBase<C> {
 interface ConsentHooks<C> {
   /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */
   startConsent(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
+  /**
+   * Checks a callback's required parameters (Quicko's request_token, OAuth 1.0a's
+   * oauth_verifier, the configured `iss`) before the core consumes its flow, so a malformed
+   * callback is refused and the person can still finish with the real one.
+   */
+  checkCallback(ctx: ProviderContext<C>, params: CallbackParams): CallbackCheck;
   /**
    * Finish consent from the callback's parameters. Throws AccessDeniedError when the person
    * declined or cancelled, InvalidRequestError for a malformed callback, provider errors as usual.

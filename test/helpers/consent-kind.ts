@@ -43,6 +43,7 @@ export const testConsentKind: AnyProviderKind = {
       variant: 'user-consent',
       secretFields: ['client_id', 'client_secret'],
       startConsent: () => Promise.reject(new Error('test-consent has no consent page')),
+      checkCallback: () => ({ ok: false, message: 'test-consent has no consent page' }),
       completeConsent: () => Promise.reject(new Error('test-consent has no consent page')),
       refresh: (ctx, current) => {
         if (!via.refresh) throw new Error(`${config.via} cannot refresh`);
