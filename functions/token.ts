@@ -1,6 +1,7 @@
 import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { getBroker } from '../shared/broker.ts';
+import { checkTokenRequest } from '../shared/generated/request-checks.ts';
 import { logger } from '../shared/logger.ts';
 import { invokeErrors } from '../shared/middleware.ts';
 import { tokenRequestSchema, type TokenAnswer } from '../shared/token-service.ts';
@@ -16,5 +17,5 @@ export const handler = middy<unknown, TokenAnswer>()
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(invokeErrors())
   .handler(async (event) =>
-    getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event)),
+    getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event, checkTokenRequest)),
   );
