@@ -369,6 +369,35 @@ describe('oauth2 consent against oidc-provider', () => {
     expect(tokens.refreshToken).toBeTruthy();
   });
 
+  it('checkCallback: decides before anything is consumed, on the real redirects', async () => {
+    const check = (id: string, params: CallbackParams) =>
+      provider(id).kind.checkCallback!(provider(id).context, params);
+    const { params } = await consent('acme');
+    expect(check('acme', params)).toEqual({ ok: true });
+    expect(check('acme', { ...params, iss: 'https://evil.example.com' })).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/another issuer/),
+    });
+    const { iss: _iss, ...withoutIss } = params;
+    expect(check('acme', withoutIss)).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/no iss/),
+    });
+    const { code: _code, ...withoutCode } = params;
+    expect(check('acme', withoutCode)).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/no code/),
+    });
+    // A refusal the server reports is well-formed: it passes, and completeConsent reports it.
+    const declined = await consent('acme', 'deny');
+    expect(check('acme', declined.params)).toEqual({ ok: true });
+    // Without a configured issuer there is nothing to compare iss with.
+    const noIssuer = await consent('acme-no-issuer');
+    expect(
+      check('acme-no-issuer', { ...noIssuer.params, iss: 'https://elsewhere.example' }),
+    ).toEqual({ ok: true });
+  });
+
   it('with scope openid, validates the ID token against the issuer and keeps only the OAuth tokens', async () => {
     const { complete } = await consent('acme-openid');
     const tokens = await complete({});
