@@ -147,6 +147,7 @@ export interface ClientCredentialsProtocol<C = never> extends ProtocolBase<C> {
   /** Renew from a refresh token, where the server gave one; the core mints when it is refused. */
   refresh?(ctx: ProviderContext<C>, current: TokenSet): Promise<TokenSet>;
   startConsent?: never;
+  checkCallback?: never;
   completeConsent?: never;
   sign?: never;
 }
