@@ -124,9 +124,9 @@ interface ConsentHooks<C> {
   /** Start consent: where to send the browser, and what to keep (encrypted) for the callback. */
   startConsent(ctx: ProviderContext<C>, input: ConsentStartInput): Promise<ConsentStart>;
   /**
-   * Checks a callback's required parameters (Quicko's request_token, OAuth 1.0a's
-   * oauth_verifier, the configured `iss`) before the core consumes its flow, so a malformed
-   * callback is refused and the person can still finish with the real one.
+   * Checks a callback's required parameters (a request token, OAuth 1.0a's oauth_verifier, the
+   * configured `iss`) before the core consumes its flow, so a malformed callback is refused and
+   * the person can still finish with the real one.
    */
   checkCallback(ctx: ProviderContext<C>, params: CallbackParams): CallbackCheck;
   /**
