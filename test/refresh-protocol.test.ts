@@ -65,6 +65,7 @@ function world(
       variant: kind.grant === 'client_credentials' ? 'client-credentials' : 'user-consent',
       secretFields: [],
       startConsent: () => Promise.reject(new Error('no consent page here')),
+      checkCallback: () => ({ ok: false, message: 'no consent page here' }),
       completeConsent: () => Promise.reject(new Error('no consent page here')),
       ...(kind.refresh
         ? {
