@@ -22,7 +22,7 @@ import {
 import { nextDueAt } from '../refresh.ts';
 import type { Connection, ConnectionStore } from '../store/connection-store.ts';
 import type { ConnectionDirectory } from '../store/connection-directory.ts';
-import { hashOf, type FlowStore } from './flow-store.ts';
+import { hashOf, type ConnectSession, type FlowStore } from './flow-store.ts';
 import { assertAllowedReturnTo } from './return-to.ts';
 
 export interface ConnectDeps {
@@ -131,6 +131,9 @@ export class ConnectService {
     }
     const sessionHash = hashOf(sessionToken);
     const now = this.deps.now();
+    // Read first, so a link that cannot be used is refused without any write.
+    const refusal = sessionRefusal(await this.deps.flows.getSession(sessionHash), provider.id, now);
+    if (refusal) throw refusal;
     const claimant = randomBytes(16).toString('base64url');
     const session = await this.deps.flows.claimSession(sessionHash, {
       provider: provider.id,
@@ -138,7 +141,15 @@ export class ConnectService {
       now,
       until: now + this.sessionClaimMs(provider.id),
     });
-    if (!session) throw await this.unclaimedSession(sessionHash, provider.id, now);
+    if (!session) {
+      // Another start claimed it (or used it up) since the read.
+      throw (
+        sessionRefusal(await this.deps.flows.getSession(sessionHash), provider.id, now) ??
+        new ConnectFlowError(
+          'This connect link is already being used in another request; open it once.',
+        )
+      );
+    }
 
     const state = randomBytes(32).toString('base64url');
     const callbackUrl = this.callbackUrl(provider.id);
@@ -193,26 +204,6 @@ export class ConnectService {
         secure: !isPlainHttpLocalhost(callbackUrl),
       },
     };
-  }
-
-  /** Why a session could not be claimed, as the refusal the browser sees. */
-  private async unclaimedSession(
-    sessionHash: string,
-    providerId: string,
-    now: number,
-  ): Promise<ConnectFlowError> {
-    const session = await this.deps.flows.getSession(sessionHash);
-    if (
-      session &&
-      session.provider === providerId &&
-      session.expiresAt > now &&
-      (session.claimExpiresAt ?? 0) > now
-    ) {
-      return new ConnectFlowError(
-        'This connect link is already being used in another request; open it once.',
-      );
-    }
-    return new ConnectFlowError('This connect link is unknown, already used or expired.');
   }
 
   /**
@@ -443,6 +434,23 @@ const STORE_ATTEMPTS = 5;
  */
 function flowHandleHash(provider: string, handle: string): string {
   return hashOf(`${provider}\n${handle}`);
+}
+
+/** Why this session cannot be claimed now, as the refusal the browser sees; undefined if it can. */
+function sessionRefusal(
+  session: ConnectSession | undefined,
+  providerId: string,
+  now: number,
+): ConnectFlowError | undefined {
+  if (!session || session.provider !== providerId || session.expiresAt <= now) {
+    return new ConnectFlowError('This connect link is unknown, already used or expired.');
+  }
+  if ((session.claimExpiresAt ?? 0) > now) {
+    return new ConnectFlowError(
+      'This connect link is already being used in another request; open it once.',
+    );
+  }
+  return undefined;
 }
 
 /** Per-flow cookie name (from the flow's hash), so two flows in one browser do not collide. */
