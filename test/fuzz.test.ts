@@ -125,14 +125,16 @@ beforeAll(async () => {
     }
   }
 
+  // Writes that took effect: a conditional write the table refused changed nothing.
   local.dynamo.middlewareStack.add(
     (next, context) => async (args) => {
+      const result = await next(args);
       if (/^(Put|Update|Delete|BatchWrite|TransactWrite)/.test(context.commandName ?? '')) {
         const input = args.input as { Key?: { pk?: unknown }; Item?: { pk?: unknown } };
         const pk = input.Key?.pk ?? input.Item?.pk;
         written.push(typeof pk === 'object' && pk && 'S' in pk ? String(pk.S) : String(pk));
       }
-      return next(args);
+      return result;
     },
     { step: 'initialize', name: 'fuzzWriteRecorder' },
   );
@@ -241,6 +243,41 @@ function caseArbitrary(): fc.Arbitrary<Case> {
       cursor: fc.oneof(cursor, anyValue),
     },
     { requiredKeys: [] },
+  );
+  // Requests a service would send, so the cases also reach what lies past validation.
+  const knownProvider = fc.constantFrom(...providerIds);
+  const knownConnection = fc.constantFrom(...connectionIds, 'listed-1', 'new-user');
+  const wellFormedToken = fc.record(
+    {
+      provider: knownProvider,
+      connectionId: knownConnection,
+      minValiditySeconds: fc.integer({ min: 0, max: 86_400 }),
+      forceRefresh: fc.boolean(),
+      sign: fc.record({ method: fc.constantFrom('GET', 'POST'), url }, { requiredKeys: ['url'] }),
+    },
+    { requiredKeys: ['provider'] },
+  );
+  const wellFormedConnections = fc.oneof(
+    fc.record({
+      action: fc.constant('createConnectSession'),
+      provider: knownProvider,
+      connectionId: knownConnection,
+      returnTo: fc.oneof(url, fc.constant(`${RETURN_TO}ok`)),
+    }),
+    fc.record({
+      action: fc.constantFrom('get', 'delete'),
+      provider: knownProvider,
+      connectionId: knownConnection,
+    }),
+    fc.record(
+      {
+        action: fc.constant('list'),
+        provider: knownProvider,
+        limit: fc.integer({ min: 1, max: 100 }),
+        cursor,
+      },
+      { requiredKeys: ['action', 'provider'] },
+    ),
   );
   const httpEventPayload = fc.record(
     {
@@ -377,7 +414,9 @@ function caseArbitrary(): fc.Arbitrary<Case> {
       ),
       fc.oneof(
         { weight: 4, arbitrary: tokenPayload.map((p) => JSON.stringify(p)) },
+        { weight: 3, arbitrary: wellFormedToken.map((p) => JSON.stringify(p)) },
         { weight: 4, arbitrary: connectionsPayload.map((p) => JSON.stringify(p)) },
+        { weight: 3, arbitrary: wellFormedConnections.map((p) => JSON.stringify(p)) },
         { weight: 2, arbitrary: httpEventPayload.map((p) => JSON.stringify(p)) },
         { weight: 2, arbitrary: anyValue.map((p) => JSON.stringify(p) ?? '') },
         { weight: 1, arbitrary: text },
@@ -400,25 +439,41 @@ function caseArbitrary(): fc.Arbitrary<Case> {
     quicko: ['/login', '/login/otp', '/login/consent', '/authenticate', '/oauth/authorize', '/me'],
     quipt: ['/oauth/initiate', '/oauth/authorizing', '/oauth/token', '/v2/me'],
   };
+  // The landing page lists every provider's connections: the dearest route, so drawn less often.
   const route = fc.oneof(
-    fc.constant('/'),
-    fc.constantFrom('/local/events', '/local/connect', '/local/disconnect', '/sandbox/_stats'),
-    fc
-      .tuple(
-        fc.constantFrom('/connect/', '/callback/'),
-        fc.oneof(fc.constantFrom(...providerIds), pathSafe),
-      )
-      .map(([a, b]) => a + b),
-    fc
-      .constantFrom(
+    { weight: 1, arbitrary: fc.constant('/') },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        '/local/events',
+        '/local/connect',
+        '/local/disconnect',
+        '/sandbox/_stats',
+      ),
+    },
+    {
+      weight: 4,
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom('/connect/', '/callback/'),
+          fc.oneof(fc.constantFrom(...providerIds), pathSafe),
+        )
+        .map(([a, b]) => a + b),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
         ...Object.entries(sandboxPaths).flatMap(([kind, paths]) =>
           paths.map((p) => `/sandbox/${kind}${p}`),
         ),
-      )
-      .map((p) => p),
-    fc
-      .tuple(fc.constantFrom('/sandbox/', '/sandbox/constructor/', '/local/', '/'), pathSafe)
-      .map(([a, b]) => a + b),
+      ),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(fc.constantFrom('/sandbox/', '/sandbox/constructor/', '/local/', '/'), pathSafe)
+        .map(([a, b]) => a + b),
+    },
   );
   const httpCase: fc.Arbitrary<Case> = fc
     .tuple(
@@ -536,6 +591,9 @@ function refused(testCase: Case, answer: Answer): boolean {
 }
 
 let cases = 0;
+/** Cases that wrote, and refused cases: the write check must have seen both to mean anything. */
+let writingCases = 0;
+let refusedCases = 0;
 it(`answers ${numRuns} generated requests with no 5xx, no internal_error and no write when refused`, async () => {
   console.log(`fuzz: seed ${seed} (replay with FUZZ_SEED=${seed}), ${numRuns} cases`);
   const started = Date.now();
@@ -545,6 +603,7 @@ it(`answers ${numRuns} generated requests with no 5xx, no internal_error and no 
       cases += 1;
       written = [];
       const answer = await send(testCase);
+      if (written.length > 0) writingCases += 1;
       const seen = `${testCase.method} ${testCase.path} → ${answer.status} ${answer.text.slice(0, 300)}`;
       expect(answer.status, seen).toBeLessThan(500);
       expect(answer.headers['x-amz-function-error'], seen).toBeUndefined();
@@ -552,6 +611,7 @@ it(`answers ${numRuns} generated requests with no 5xx, no internal_error and no 
       expect(whole, seen).not.toMatch(/internal_error|see its logs/);
       for (const secret of clientSecrets) expect(whole, seen).not.toContain(secret);
       if (refused(testCase, answer)) {
+        refusedCases += 1;
         // A genuine callback (the flow's handle and its browser's cookie) uses the flow up even
         // when it fails (single use), and the exchange it attempted may have cached the broker's
         // own provider session (Quicko's API-user token, cache#…). No connection, no session.
@@ -563,8 +623,12 @@ it(`answers ${numRuns} generated requests with no 5xx, no internal_error and no 
     }),
     { seed, numRuns, interruptAfterTimeLimit: 240_000, markInterruptAsFailure: true },
   );
-  console.log(`fuzz: ${cases} cases in ${Date.now() - started} ms, seed ${seed}`);
+  console.log(
+    `fuzz: ${cases} cases in ${Date.now() - started} ms (${refusedCases} refused, ${writingCases} wrote), seed ${seed}`,
+  );
   expect(cases).toBeGreaterThanOrEqual(numRuns);
+  expect(writingCases).toBeGreaterThan(0);
+  expect(refusedCases).toBeGreaterThan(0);
 
   // Still answering, and still working.
   expect((await fetch(`${local.url}/local/events`)).status).toBe(200);
