@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+// Check alone, not the Value namespace: that would pull every value operation into the bundle.
+import { Check } from '@sinclair/typebox/value';
 import { InvalidRequestError } from '../errors.ts';
 
 /** What the connect routes read of an API Gateway HTTP API event (payload format 2.0). */
@@ -24,7 +25,7 @@ export interface HttpApiRequest {
  * `invalid_request` with a message that says what the function takes, never a crash.
  */
 export function parseHttpApiEvent(event: unknown, route: string): HttpApiRequest {
-  if (!Value.Check(httpApiEventSchema, event)) {
+  if (!Check(httpApiEventSchema, event)) {
     throw new InvalidRequestError(
       `Invalid request: not an API Gateway HTTP API event (payload format 2.0); this function serves ${route} through the broker's HTTP API.`,
     );
