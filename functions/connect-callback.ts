@@ -10,8 +10,8 @@ import { clearCookie, htmlPage, redirect, statusForCode } from '../shared/http/r
 import { logger } from '../shared/logger.ts';
 
 /**
- * `GET /callback/{provider}` (connect-callback): finds the flow, checks this browser's cookie,
- * consumes the flow once, exchanges and stores the tokens, then sends the browser to `returnTo`
+ * `GET /callback/{provider}` (connect-callback), and `POST` from our credentials form: finds the
+ * flow, checks this browser's cookie, consumes the flow once, exchanges and stores the tokens, then sends the browser to `returnTo`
  * with `status=connected` or `status=error&error=<code>` (or shows a page when there is none).
  */
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
@@ -19,13 +19,15 @@ export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredRe
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(pageErrors())
   .handler(async (event) => {
-    const request = parseHttpApiEvent(event, 'GET /callback/{provider}');
+    const request = parseHttpApiEvent(event, 'GET and POST /callback/{provider}');
     const connect = getBroker().connect;
     const cookies = parseCookie(request.cookies.join('; '));
+    const submitted = event.requestContext.http.method === 'POST' ? formBody(event) : undefined;
     const outcome = await connect.completeFlow(
       request.pathParameters.provider ?? '',
       request.query,
       cookies,
+      submitted,
     );
 
     const callbackUrl = new URL(connect.callbackUrl(outcome.provider));
@@ -62,3 +64,15 @@ export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredRe
       [clear],
     );
   });
+
+/** The posted credentials form (application/x-www-form-urlencoded), each name once. */
+function formBody(event: APIGatewayProxyEventV2): Record<string, string> {
+  const text = event.isBase64Encoded
+    ? Buffer.from(event.body ?? '', 'base64').toString('utf8')
+    : (event.body ?? '');
+  const fields: Record<string, string> = {};
+  for (const [name, value] of new URLSearchParams(text)) {
+    if (!Object.hasOwn(fields, name)) fields[name] = value;
+  }
+  return fields;
+}

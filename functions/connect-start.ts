@@ -4,12 +4,13 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import { getBroker } from '../shared/broker.ts';
 import { parseHttpApiEvent } from '../shared/http/http-api-event.ts';
 import { pageErrors } from '../shared/http/page-errors.ts';
-import { redirect, setCookie } from '../shared/http/responses.ts';
+import { credentialsFormPage, redirect, setCookie } from '../shared/http/responses.ts';
 import { logger } from '../shared/logger.ts';
 
 /**
  * `GET /connect/{provider}?session=…` (connect-start): checks the connect session, records the
- * flow, binds it to this browser with a cookie and sends the browser to the provider's consent.
+ * flow, binds it to this browser with a cookie and sends the browser to the provider's consent
+ * (or, for api_key / basic providers, shows our credentials form).
  */
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
@@ -21,5 +22,6 @@ export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredRe
       request.pathParameters.provider ?? '',
       request.query.session,
     );
+    if ('form' in started) return credentialsFormPage(started.form, [setCookie(started.cookie)]);
     return redirect(started.authorizationUrl, [setCookie(started.cookie)]);
   });

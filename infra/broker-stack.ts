@@ -180,6 +180,8 @@ export class BrokerStack extends Stack {
 
     const secrets = new Map<string, secretsmanager.Secret>();
     for (const [providerId, provider] of Object.entries(config.providers)) {
+      // api_key / basic providers have no client secret: their credentials are the connection's.
+      if (protocolOf(provider).secretFields.length === 0) continue;
       secrets.set(
         providerId,
         this.providerSecret(config.secretsPrefix, providerId, provider, removalPolicy),
@@ -291,7 +293,8 @@ export class BrokerStack extends Stack {
       }),
       ...this.api.addRoutes({
         path: '/callback/{provider}',
-        methods: [HttpMethod.GET],
+        // POST: the api_key / basic credentials form, which never puts a value in a URL.
+        methods: [HttpMethod.GET, HttpMethod.POST],
         integration: new HttpLambdaIntegration(
           'ConnectCallbackIntegration',
           functions['connect-callback'],

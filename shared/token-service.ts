@@ -78,7 +78,20 @@ export interface SignedRequestAnswer {
   metadata?: Record<string, string>;
 }
 
-export type TokenAnswer = AccessTokenAnswer | SignedRequestAnswer;
+/**
+ * The answer for an api_key / basic provider: the headers the API wants, built from the stored
+ * credentials (which have no token of their own and do not expire).
+ */
+export interface CredentialHeadersAnswer {
+  ok: true;
+  provider: string;
+  connectionId: string;
+  /** "ApiKey" or "Basic". */
+  tokenType: string;
+  headers: Record<string, string>;
+}
+
+export type TokenAnswer = AccessTokenAnswer | SignedRequestAnswer | CredentialHeadersAnswer;
 
 export const defaultMinValiditySeconds = 60;
 
@@ -209,6 +222,11 @@ function checkSignUse(provider: ResolvedProvider, request: TokenRequest): void {
     );
   }
   // Renewing credentials that nothing can renew would only take the connection out of service.
+  if (provider.kind.variant === 'provided-credentials' && request.forceRefresh) {
+    throw new InvalidRequestError(
+      `${provider.id} credentials were supplied by a person and do not expire (omit forceRefresh); if the API refuses them, store new ones.`,
+    );
+  }
   if (request.sign && request.forceRefresh) {
     throw new InvalidRequestError(
       `${provider.id} credentials do not expire and cannot be renewed (omit forceRefresh); if the provider refuses a signed request, the user must connect again.`,
@@ -233,6 +251,15 @@ async function answer(
       tokenType: tokens.tokenType,
       authorization: await kind.sign(provider.context, tokens, sign),
       ...metadataOf(tokens),
+    };
+  }
+  if (kind.variant === 'provided-credentials') {
+    return {
+      ok: true,
+      provider: provider.id,
+      connectionId: connection.connectionId,
+      tokenType: tokens.tokenType,
+      headers: { ...provider.headers, ...kind.headers(provider.context, tokens) },
     };
   }
   const authorization =

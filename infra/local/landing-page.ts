@@ -3,7 +3,6 @@ import type { Broker } from '../../shared/broker.ts';
 import { toPublicError } from '../../shared/errors.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
 import { escapeHtml } from '../../shared/http/responses.ts';
-import { hasConsentFlow } from '../../shared/providers/types.ts';
 import type { ConnectionSummary } from '../../shared/store/connection-directory.ts';
 
 /**
@@ -88,12 +87,14 @@ async function renderLandingPage(broker: Broker, url: URL): Promise<string> {
 
   const providerRows = providers
     .map((provider) => {
-      const action = hasConsentFlow(provider.kind)
-        ? `<form method="post" action="/local/connect">
+      // Consent at the provider, or (api_key / basic) the hosted credentials form.
+      const action =
+        provider.kind.variant !== 'client-credentials'
+          ? `<form method="post" action="/local/connect">
 <input type="hidden" name="provider" value="${escapeHtml(provider.id)}">
 <input name="connectionId" value="demo-user" aria-label="connection id" required>
 <button type="submit" id="connect-${escapeHtml(provider.id)}">Connect</button></form>`
-        : '<span class="muted">client credentials: tokens on demand, no consent</span>';
+          : '<span class="muted">client credentials: tokens on demand, no consent</span>';
       return `<tr><td>${escapeHtml(provider.id)}</td><td>${escapeHtml(provider.kind.kind)}</td><td>${action}</td></tr>`;
     })
     .join('\n');

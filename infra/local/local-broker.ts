@@ -89,6 +89,8 @@ export const localFunctions: Record<string, LocalHandler> = {
 export const localRoutes: HttpApiRoute[] = [
   { method: 'GET', path: '/connect/{provider}', functionName: 'connect-start' },
   { method: 'GET', path: '/callback/{provider}', functionName: 'connect-callback' },
+  // The api_key / basic form posts its credentials here (never in a URL).
+  { method: 'POST', path: '/callback/{provider}', functionName: 'connect-callback' },
 ];
 
 const MAX_BODY_BYTES = 6 * 1024 * 1024; // Lambda's synchronous payload limit
@@ -372,6 +374,7 @@ function ensureSandboxSecrets(
     if (provider.environment === 'sandbox' && !secrets[id]) {
       // The kind's fields: an id-like first one (client_id, api_key, consumer_key), secrets after.
       const [idField, ...secretFields] = protocolOf(provider, kinds).secretFields;
+      if (idField === undefined) continue; // api_key / basic: no provider secret
       secrets[id] = {
         [idField!]: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
         ...Object.fromEntries(
@@ -413,6 +416,7 @@ function sandboxClients(
     if ((provider.catalog ?? provider.kind) !== sandbox) continue;
     // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
     const [idField, secretField] = protocolOf(provider, kinds).secretFields;
+    if (idField === undefined || secretField === undefined) continue;
     const clientId = secrets[id]?.[idField!];
     const clientSecret = secrets[id]?.[secretField!];
     if (clientId && clientSecret) clients.set(clientId, clientSecret);

@@ -15,8 +15,9 @@ import { getProvider, type ResolvedProvider } from '../providers/resolve.ts';
 import {
   hasConsentFlow,
   type CallbackParams,
-  type ConsentProtocol,
   type ConsentStart,
+  type ConsentProtocol,
+  type ProvidedCredentialsProtocol,
   type TokenSet,
 } from '../providers/types.ts';
 import { nextDueAt } from '../refresh.ts';
@@ -48,10 +49,20 @@ export interface FlowCookie {
   secure: boolean;
 }
 
-export interface FlowStarted {
-  /** The provider's consent page. */
-  authorizationUrl: string;
-  cookie: FlowCookie;
+/**
+ * What the start route does next: send the browser to the provider's consent page, or (api_key,
+ * basic) show our own form, which posts the credentials to the callback route.
+ */
+export type FlowStarted =
+  { authorizationUrl: string; cookie: FlowCookie } | { form: CredentialsForm; cookie: FlowCookie };
+
+/** The hosted credentials form: posted to `action` with `state`; no value ever in a URL. */
+export interface CredentialsForm {
+  provider: string;
+  displayName: string;
+  action: string;
+  state: string;
+  fields: { name: string; label: string; secret: boolean }[];
 }
 
 /** What the callback route shows or redirects to once a flow is found, bound and consumed. */
@@ -91,7 +102,7 @@ export class ConnectService {
     returnTo?: string;
     params?: Record<string, string>;
   }): Promise<{ ok: true; url: string; expiresAt: string }> {
-    const provider = this.consentProvider(request.provider);
+    const provider = this.flowProvider(request.provider);
     if (request.returnTo !== undefined) {
       assertAllowedReturnTo(request.returnTo, this.deps.config.allowedReturnTo);
     }
@@ -125,7 +136,7 @@ export class ConnectService {
    * only after the provider answered, so a provider failure gives the link back for another try.
    */
   async startFlow(providerId: string, sessionToken: string | undefined): Promise<FlowStarted> {
-    const provider = this.consentProvider(providerId);
+    const provider = this.flowProvider(providerId);
     if (!sessionToken || !BEARER_PATTERN.test(sessionToken)) {
       throw new ConnectFlowError('This connect link has no valid session.');
     }
@@ -155,23 +166,27 @@ export class ConnectService {
     const callbackUrl = this.callbackUrl(provider.id);
     const browserToken = randomBytes(32).toString('base64url');
     const flowTtlSeconds = this.deps.config.connect.flowTtlSeconds;
-    let started: ConsentStart;
+    // A credentials form asks no provider: the person types the values into our own page.
+    let started: ConsentStart | undefined;
     let handleHash: string;
     try {
-      started = await provider.kind.startConsent(provider.context, {
-        callbackUrl,
-        state,
-        ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
-      });
+      started =
+        provider.kind.variant === 'provided-credentials'
+          ? undefined
+          : await provider.kind.startConsent(provider.context, {
+              callbackUrl,
+              state,
+              ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
+            });
       handleHash = flowHandleHash(provider.id, state);
       await this.deps.flows.putFlow(handleHash, {
         provider: provider.id,
         connectionId: session.connectionId,
         ...(session.returnTo ? { returnTo: session.returnTo } : {}),
         state,
-        callbackUrl: started.callbackUrl ?? callbackUrl,
+        callbackUrl: started?.callbackUrl ?? callbackUrl,
         browserHash: hashOf(browserToken),
-        flowSecrets: started.flowSecrets ?? {},
+        flowSecrets: started?.flowSecrets ?? {},
         ...(session.connectionParams ? { connectionParams: session.connectionParams } : {}),
         expiresAt: now + flowTtlSeconds * 1000,
       });
@@ -194,16 +209,61 @@ export class ConnectService {
       provider: provider.id,
       connectionId: session.connectionId,
     });
-    return {
-      authorizationUrl: started.authorizationUrl,
-      cookie: {
-        name: flowCookieName(handleHash),
-        value: browserToken,
-        path: new URL(callbackUrl).pathname,
-        maxAgeSeconds: flowTtlSeconds,
-        secure: !isPlainHttpLocalhost(callbackUrl),
-      },
+    const cookie = {
+      name: flowCookieName(handleHash),
+      value: browserToken,
+      path: new URL(callbackUrl).pathname,
+      maxAgeSeconds: flowTtlSeconds,
+      secure: !isPlainHttpLocalhost(callbackUrl),
     };
+    if (!started) {
+      const entry = this.deps.config.providers[provider.id];
+      const fields = (entry?.credentialFields ?? {}) as Record<
+        string,
+        { label: string; secret: boolean }
+      >;
+      return {
+        form: {
+          provider: provider.id,
+          displayName: typeof entry?.displayName === 'string' ? entry.displayName : provider.id,
+          action: callbackUrl,
+          state,
+          fields: Object.entries(fields).map(([name, field]) => ({
+            name,
+            label: field.label,
+            secret: field.secret,
+          })),
+        },
+        cookie,
+      };
+    }
+    return { authorizationUrl: started.authorizationUrl, cookie };
+  }
+
+  /**
+   * api_key / basic, for the platform team (the connections function, IAM only): checks the
+   * credentials as the hosted form would (and with the API, when the entry verifies) and stores
+   * them. The answer never carries them.
+   */
+  async storeCredentials(request: {
+    provider: string;
+    connectionId: string;
+    credentials: Record<string, string>;
+  }): Promise<Connection> {
+    const provider = getProvider(this.deps.providers, request.provider);
+    const { kind } = provider;
+    if (kind.variant !== 'provided-credentials') {
+      throw new InvalidRequestError(
+        `Provider "${provider.id}" does not take supplied credentials (it is ${kind.kind}).`,
+      );
+    }
+    const tokens = await kind.accept(provider.context, request.credentials);
+    const connection = await this.storeConsentedTokens(provider, request.connectionId, tokens);
+    this.deps.logger.info('credentials stored', {
+      provider: provider.id,
+      connectionId: request.connectionId,
+    });
+    return connection;
   }
 
   /**
@@ -225,12 +285,22 @@ export class ConnectService {
     providerId: string,
     params: CallbackParams,
     cookies: Record<string, string | undefined>,
+    /** The posted form (api_key / basic): the credentials and our state, never in the URL. */
+    submitted?: Record<string, string>,
   ): Promise<FlowOutcome> {
-    const provider = this.consentProvider(providerId);
+    const provider = this.flowProvider(providerId);
+    const credentialsForm = provider.kind.variant === 'provided-credentials';
+    if (credentialsForm !== (submitted !== undefined)) {
+      throw new ConnectFlowError(
+        credentialsForm
+          ? 'Submit the form of this connection attempt; credentials never come in a URL.'
+          : 'This connection attempt comes back from the provider, not from a form.',
+      );
+    }
     // Every kind's callback carries our state: OAuth 2.0 echoes it; the others put it in the
     // callback URL they hand the provider, so even a denial without the provider's own handle
-    // (an OAuth 1.0a oauth_problem alone) finds its flow.
-    const handle = params.state;
+    // (an OAuth 1.0a oauth_problem alone) finds its flow. The credentials form posts it.
+    const handle = submitted ? submitted.state : params.state;
     if (!handle) {
       throw new ConnectFlowError('The provider sent this browser back without the flow state.');
     }
@@ -251,8 +321,11 @@ export class ConnectService {
       );
     }
     // A malformed callback (a parameter missing, a wrong issuer) must not burn the flow.
-    const check = provider.kind.checkCallback(provider.context, params);
-    if (!check.ok) throw new ConnectFlowError(check.message);
+    // (The credentials form's values are checked by the kind once the flow is consumed.)
+    if (provider.kind.variant !== 'provided-credentials') {
+      const check = provider.kind.checkCallback(provider.context, params);
+      if (!check.ok) throw new ConnectFlowError(check.message);
+    }
     if (!(await this.deps.flows.consumeFlow(handleHash))) {
       throw new ConnectFlowError('This connection attempt is unknown or was already completed.');
     }
@@ -264,13 +337,20 @@ export class ConnectService {
       cookieName,
     };
     try {
-      const tokens = await provider.kind.completeConsent(provider.context, {
-        params,
-        callbackUrl: flow.callbackUrl,
-        state: flow.state,
-        flowSecrets: flow.flowSecrets,
-        ...(flow.connectionParams ? { connectionParams: flow.connectionParams } : {}),
-      });
+      const { kind } = provider;
+      let tokens: TokenSet;
+      if (kind.variant === 'provided-credentials') {
+        const { state: _state, ...credentials } = submitted ?? {};
+        tokens = await kind.accept(provider.context, credentials);
+      } else {
+        tokens = await kind.completeConsent(provider.context, {
+          params,
+          callbackUrl: flow.callbackUrl,
+          state: flow.state,
+          flowSecrets: flow.flowSecrets,
+          ...(flow.connectionParams ? { connectionParams: flow.connectionParams } : {}),
+        });
+      }
       await this.storeConsentedTokens(provider, flow.connectionId, tokens);
       this.deps.logger.info('connection connected', {
         provider: provider.id,
@@ -356,10 +436,10 @@ export class ConnectService {
     }
   }
 
-  private consentProvider(providerId: string): ConsentProvider {
+  private flowProvider(providerId: string): FlowProvider {
     const provider = getProvider(this.deps.providers, providerId);
     const { kind } = provider;
-    if (!hasConsentFlow(kind)) {
+    if (!hasConsentFlow(kind) && kind.variant !== 'provided-credentials') {
       throw new InvalidRequestError(
         `Provider "${provider.id}" uses client credentials; it has no connect flow.`,
       );
@@ -422,8 +502,10 @@ function checkConnectionParams(
   return values;
 }
 
-/** A provider whose kind has a browser consent flow. */
-type ConsentProvider = ResolvedProvider & { kind: ConsentProtocol<never> };
+/** A provider whose kind has a browser flow: consent at the provider, or our credentials form. */
+type FlowProvider = ResolvedProvider & {
+  kind: ConsentProtocol<never> | ProvidedCredentialsProtocol<never>;
+};
 
 /** Writes of a consented connection that lose to concurrent writers before giving up. */
 const STORE_ATTEMPTS = 5;

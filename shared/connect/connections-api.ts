@@ -34,6 +34,23 @@ export const connectionsRequestSchemas = {
     },
     { additionalProperties: false },
   ),
+  /**
+   * api_key / basic: service credentials stored directly by the platform team. The connections
+   * function is invoked with IAM only (no HTTP route), so this never meets a browser.
+   */
+  storeCredentials: Type.Object(
+    {
+      action: Type.Literal('storeCredentials'),
+      provider,
+      connectionId,
+      credentials: Type.Record(
+        Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }),
+        Type.String({ minLength: 1, maxLength: 4096 }),
+        { maxProperties: 16 },
+      ),
+    },
+    { additionalProperties: false },
+  ),
   get: Type.Object(
     { action: Type.Literal('get'), provider, connectionId },
     { additionalProperties: false },
@@ -99,6 +116,12 @@ export class ConnectionsApi {
     switch (request.action) {
       case 'createConnectSession':
         return this.deps.connect.createConnectSession(request);
+      case 'storeCredentials': {
+        await this.deps.connect.storeCredentials(request);
+        const connection = await this.deps.directory.get(id, request.connectionId);
+        if (!connection) throw notFound(id, request.connectionId);
+        return { ok: true, connection };
+      }
       case 'get': {
         const connection = await this.deps.directory.get(id, request.connectionId);
         if (!connection) throw notFound(id, request.connectionId);

@@ -62,6 +62,46 @@ export function htmlPage(
   };
 }
 
+/**
+ * Our own credentials form (api_key / basic connect): posts to the callback route of this flow,
+ * with our state as a hidden field. Secret fields are password inputs that browsers neither
+ * autofill nor remember; nothing the person types ever lands in a URL.
+ */
+export function credentialsFormPage(
+  form: {
+    displayName: string;
+    action: string;
+    state: string;
+    fields: { name: string; label: string; secret: boolean }[];
+  },
+  cookies: string[] = [],
+): APIGatewayProxyStructuredResultV2 {
+  const inputs = form.fields
+    .map(
+      (field) =>
+        `<p><label>${escapeHtml(field.label)}<br><input name="${escapeHtml(field.name)}" type="${
+          field.secret ? 'password' : 'text'
+        }" autocomplete="${field.secret ? 'new-password' : 'off'}" required></label></p>`,
+    )
+    .join('\n');
+  return {
+    statusCode: 200,
+    headers: { ...pageHeaders, 'content-type': 'text/html; charset=utf-8' },
+    ...(cookies.length > 0 ? { cookies } : {}),
+    body: `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Connect ${escapeHtml(form.displayName)}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}input{width:100%;padding:.4rem}</style>
+</head><body><h1>Connect ${escapeHtml(form.displayName)}</h1>
+<form method="post" action="${escapeHtml(form.action)}" id="credentials">
+<input type="hidden" name="state" value="${escapeHtml(form.state)}">
+${inputs}
+<p><button type="submit">Connect</button></p>
+</form></body></html>
+`,
+  };
+}
+
 export interface CookieSpec {
   name: string;
   value: string;

@@ -1,3 +1,4 @@
+import { apiKey, basic } from './credentials.ts';
 import { oauth1 } from './oauth1.ts';
 import { oauth2 } from './oauth2.ts';
 import { quicko } from './quicko.ts';
@@ -21,7 +22,13 @@ export type KindRegistry = Readonly<Record<string, AnyProviderKind>>;
  * Every provider kind the broker ships. A new kind is one module added here; a new provider is a
  * catalog entry (shared/providers/catalog/), not a kind.
  */
-export const defaultKinds: KindRegistry = Object.freeze({ oauth2, oauth1, quicko });
+export const defaultKinds: KindRegistry = Object.freeze({
+  oauth2,
+  oauth1,
+  api_key: apiKey,
+  basic,
+  quicko,
+});
 
 /** The protocol of a validated entry (parseConfig has refused unknown kinds). */
 export function protocolOf(

@@ -22,6 +22,8 @@ export interface TokenSet {
   connectionParams?: Record<string, string>;
   /** Non-secret facts about the connection kept from the token answer or callback (`metadata`). */
   metadata?: Record<string, string>;
+  /** api_key / basic: the values a person or the platform team supplied (encrypted at rest). */
+  credentials?: Record<string, string>;
 }
 
 /** The per-provider JSON secret (`<prefix>/<providerId>` in Secrets Manager). */
@@ -174,18 +176,40 @@ export interface RequestSigningProtocol<C = never> extends ProtocolBase<C>, Cons
 }
 
 /**
+ * Credentials a person (on the hosted form) or the platform team (the connections function)
+ * supplies instead of an OAuth grant: an API key, a username and password. They do not expire;
+ * the token answer is the headers the API wants.
+ */
+export interface ProvidedCredentialsProtocol<C = never> extends ProtocolBase<C> {
+  variant: 'provided-credentials';
+  /** Checks supplied values against the entry and, if it says how, with the API; the tokens to store. */
+  accept(ctx: ProviderContext<C>, given: Record<string, string>): Promise<TokenSet>;
+  /** The headers for one API call with the stored credentials. */
+  headers(ctx: ProviderContext<C>, tokens: TokenSet): Record<string, string>;
+  checkCallback?: never;
+  mint?: never;
+  refresh?: never;
+  startConsent?: never;
+  completeConsent?: never;
+  sign?: never;
+}
+
+/**
  * What the core calls for one configured provider: a discriminated union, so each variant's hooks
  * are required and the compiler says what a kind must implement. The core branches only on the
  * variant, never on a provider's name.
  */
 export type ProviderProtocol<C = never> =
-  ClientCredentialsProtocol<C> | UserConsentProtocol<C> | RequestSigningProtocol<C>;
+  | ClientCredentialsProtocol<C>
+  | UserConsentProtocol<C>
+  | RequestSigningProtocol<C>
+  | ProvidedCredentialsProtocol<C>;
 
 /** The variants with a browser consent flow. */
 export type ConsentProtocol<C = never> = UserConsentProtocol<C> | RequestSigningProtocol<C>;
 
 export function hasConsentFlow<C>(protocol: ProviderProtocol<C>): protocol is ConsentProtocol<C> {
-  return protocol.variant !== 'client-credentials';
+  return protocol.variant === 'user-consent' || protocol.variant === 'request-signing';
 }
 
 /**
