@@ -36,7 +36,13 @@ import { refresherTimeoutSeconds } from '../shared/refresher.ts';
 import { SECRET_PLACEHOLDER } from '../shared/secrets.ts';
 import { dueIndex, providerIndex, tableKey, ttlAttribute } from '../shared/store/table.ts';
 import { BrokerFunction, type BrokerFunctionProps } from './broker-function.ts';
-import { functionAccess, type BrokerFunctionName } from './function-access.ts';
+import {
+  brokerFunctionNames,
+  brokerFunctions,
+  functionRoutes,
+  type BrokerFunctionName,
+  type BrokerFunctionSpec,
+} from './functions.ts';
 import {
   bindEnvelopeKey,
   bindIndexQueries,
@@ -70,40 +76,6 @@ export function consentProviderIds(config: BrokerConfig): string[] {
     .filter(([, provider]) => hasConsentFlow(protocolOf(provider)))
     .map(([providerId]) => providerId);
 }
-
-interface FunctionSpec {
-  description: string;
-  entry: string;
-  timeout?: Duration;
-  memorySize?: number;
-}
-
-const functionSpecs: Record<BrokerFunctionName, FunctionSpec> = {
-  token: {
-    description: 'Serves a valid OAuth token for a provider connection (Lambda invoke)',
-    entry: '../functions/token.ts',
-  },
-  connections: {
-    description: 'Connect sessions; get, list and delete connections (Lambda invoke)',
-    entry: '../functions/connections.ts',
-    timeout: Duration.seconds(10),
-  },
-  'connect-start': {
-    description: 'GET /connect/{provider}: starts a consent flow and sends the browser on',
-    entry: '../functions/connect-start.ts',
-    // API Gateway gives up on an integration after 30 s; the provider call has 3 × 5 s at most.
-    timeout: Duration.seconds(29),
-  },
-  'connect-callback': {
-    description: 'GET /callback/{provider}: completes a consent flow and stores the tokens',
-    entry: '../functions/connect-callback.ts',
-    timeout: Duration.seconds(29),
-  },
-  refresher: {
-    description: 'Scheduled: renews every connection that falls due before the next run',
-    entry: '../functions/refresher.ts',
-  },
-};
 
 /**
  * The broker in one stack: the token table and its key, one secret per provider, the five
@@ -180,8 +152,6 @@ export class BrokerStack extends Stack {
 
     const secrets = new Map<string, secretsmanager.Secret>();
     for (const [providerId, provider] of Object.entries(config.providers)) {
-      // api_key / basic providers have no client secret: their credentials are the connection's.
-      if (protocolOf(provider).secretFields.length === 0) continue;
       secrets.set(
         providerId,
         this.providerSecret(config.secretsPrefix, providerId, provider, removalPolicy),
@@ -233,11 +203,9 @@ export class BrokerStack extends Stack {
     const eventAge = Duration.minutes(Math.min(Math.max(scheduleMinutes, 1), 360));
 
     const functions = {} as Record<BrokerFunctionName, BrokerFunction>;
-    for (const [name, spec] of Object.entries(functionSpecs) as [
-      BrokerFunctionName,
-      FunctionSpec,
-    ][]) {
-      const access = functionAccess[name];
+    for (const name of brokerFunctionNames) {
+      const spec: BrokerFunctionSpec = brokerFunctions[name];
+      const access = spec.access;
       const extra: Partial<BrokerFunctionProps> =
         name === 'refresher'
           ? {
@@ -251,10 +219,9 @@ export class BrokerStack extends Stack {
       const fn = new BrokerFunction(this, `${pascalCase(name)}Function`, {
         functionName: `oauth-token-broker-${stage}-${name}`,
         description: spec.description,
-        entry: fileURLToPath(new URL(spec.entry, import.meta.url)),
+        entry: fileURLToPath(new URL(`../${spec.entry}`, import.meta.url)),
         logRemovalPolicy: removalPolicy,
-        ...(spec.timeout ? { timeout: spec.timeout } : {}),
-        ...(spec.memorySize ? { memorySize: spec.memorySize } : {}),
+        ...(spec.timeoutSeconds ? { timeout: Duration.seconds(spec.timeoutSeconds) } : {}),
         ...extra,
         environment: {
           ...commonEnvironment,
@@ -282,25 +249,16 @@ export class BrokerStack extends Stack {
     this.functions = functions;
     this.tokenFunction = functions.token;
 
-    const routes = [
-      ...this.api.addRoutes({
-        path: '/connect/{provider}',
-        methods: [HttpMethod.GET],
+    const routes = functionRoutes().flatMap((route) =>
+      this.api.addRoutes({
+        path: route.path,
+        methods: [HttpMethod[route.method]],
         integration: new HttpLambdaIntegration(
-          'ConnectStartIntegration',
-          functions['connect-start'],
+          `${pascalCase(route.functionName)}Integration`,
+          functions[route.functionName],
         ),
       }),
-      ...this.api.addRoutes({
-        path: '/callback/{provider}',
-        // POST: the api_key / basic credentials form, which never puts a value in a URL.
-        methods: [HttpMethod.GET, HttpMethod.POST],
-        integration: new HttpLambdaIntegration(
-          'ConnectCallbackIntegration',
-          functions['connect-callback'],
-        ),
-      }),
-    ];
+    );
     NagSuppressions.addResourceSuppressions(routes, [
       {
         id: 'AwsSolutions-APIG4',

@@ -11,11 +11,6 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
-import { handler as connectCallbackHandler } from '../../functions/connect-callback.ts';
-import { handler as connectStartHandler } from '../../functions/connect-start.ts';
-import { handler as connectionsHandler } from '../../functions/connections.ts';
-import { handler as refresherHandler } from '../../functions/refresher.ts';
-import { handler as tokenHandler } from '../../functions/token.ts';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
 import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
 import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
@@ -25,6 +20,7 @@ import { LogEventPublisher } from '../../shared/events.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
 import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
 import { createTableInput } from '../../shared/store/table.ts';
+import { brokerFunctions, brokerFunctionNames, functionRoutes } from '../functions.ts';
 import {
   isWellEncodedPath,
   matchRoute,
@@ -76,22 +72,24 @@ export interface LocalBroker {
   close(): Promise<void>;
 }
 
-/** The Lambda functions the offline runtime serves, by function name. */
-export const localFunctions: Record<string, LocalHandler> = {
-  token: tokenHandler as LocalHandler,
-  connections: connectionsHandler as LocalHandler,
-  refresher: refresherHandler as LocalHandler,
-  'connect-start': connectStartHandler as LocalHandler,
-  'connect-callback': connectCallbackHandler as LocalHandler,
-};
+/**
+ * The Lambda functions the offline runtime serves, by function name: every handler of the
+ * function catalog (infra/functions.ts), imported from its entry as the stack bundles it.
+ */
+export async function loadLocalFunctions(): Promise<Record<string, LocalHandler>> {
+  const handlers = await Promise.all(
+    brokerFunctionNames.map(async (name) => {
+      const module = (await import(
+        new URL(`../../${brokerFunctions[name].entry}`, import.meta.url).href
+      )) as { handler: LocalHandler };
+      return [name, module.handler] as const;
+    }),
+  );
+  return Object.fromEntries(handlers);
+}
 
 /** The API Gateway routes the offline runtime serves: the same as the stack's HTTP API. */
-export const localRoutes: HttpApiRoute[] = [
-  { method: 'GET', path: '/connect/{provider}', functionName: 'connect-start' },
-  { method: 'GET', path: '/callback/{provider}', functionName: 'connect-callback' },
-  // The api_key / basic form posts its credentials here (never in a URL).
-  { method: 'POST', path: '/callback/{provider}', functionName: 'connect-callback' },
-];
+export const localRoutes: HttpApiRoute[] = functionRoutes();
 
 const MAX_BODY_BYTES = 6 * 1024 * 1024; // Lambda's synchronous payload limit
 
@@ -159,7 +157,8 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     );
   }
 
-  const functions = { ...localFunctions };
+  const functions = await loadLocalFunctions();
+  const refresherHandler = functions.refresher!;
   // The refresher's timeout as deployed. The Invoke API's default 30 s context lies inside its stop
   // margin, so a run invoked by hand would start no renewal at all.
   const refresherTimeoutMs = refresherTimeoutSeconds(config) * 1000;
@@ -374,7 +373,6 @@ function ensureSandboxSecrets(
     if (provider.environment === 'sandbox' && !secrets[id]) {
       // The kind's fields: an id-like first one (client_id, api_key, consumer_key), secrets after.
       const [idField, ...secretFields] = protocolOf(provider, kinds).secretFields;
-      if (idField === undefined) continue; // api_key / basic: no provider secret
       secrets[id] = {
         [idField!]: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
         ...Object.fromEntries(
@@ -416,7 +414,6 @@ function sandboxClients(
     if ((provider.catalog ?? provider.kind) !== sandbox) continue;
     // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
     const [idField, secretField] = protocolOf(provider, kinds).secretFields;
-    if (idField === undefined || secretField === undefined) continue;
     const clientId = secrets[id]?.[idField!];
     const clientSecret = secrets[id]?.[secretField!];
     if (clientId && clientSecret) clients.set(clientId, clientSecret);

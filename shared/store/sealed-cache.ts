@@ -1,7 +1,7 @@
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Envelope } from '../crypto/envelope.ts';
 import type { SealedCache } from '../providers/types.ts';
-import { ttlAttribute } from './table.ts';
+import { providerCachePk, ttlAttribute } from './table.ts';
 
 /**
  * A provider-wide cache in the token table whose values are envelope-encrypted, bound to the
@@ -46,7 +46,7 @@ export class DynamoSealedCache implements SealedCache {
   }
 
   private pk(name: string): string {
-    return `cache#${this.provider}#${name}`;
+    return providerCachePk(this.provider, name);
   }
 
   private context(name: string) {

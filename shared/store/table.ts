@@ -92,8 +92,22 @@ export function createTableInput(tableName: string): CreateTableCommandInput {
   };
 }
 
-export const connectionPk = (provider: string, connectionId: string) =>
-  `connection#${provider}#${connectionId}`;
+/**
+ * Partition-key prefixes of the table's item types (docs/architecture.md, "Table layout"): the
+ * keys below are built from them, and the IAM grants are scoped by them (`dynamodb:LeadingKeys`).
+ */
+export const itemPrefixes = {
+  connection: 'connection#',
+  session: 'session#',
+  flow: 'flow#',
+  /** Provider-wide encrypted cache entries (shared/store/sealed-cache.ts), e.g. Quicko's. */
+  providerCache: 'cache#',
+} as const;
 
-export const connectSessionPk = (tokenHash: string) => `session#${tokenHash}`;
-export const connectFlowPk = (handleHash: string) => `flow#${handleHash}`;
+export const connectionPk = (provider: string, connectionId: string) =>
+  `${itemPrefixes.connection}${provider}#${connectionId}`;
+
+export const connectSessionPk = (tokenHash: string) => `${itemPrefixes.session}${tokenHash}`;
+export const connectFlowPk = (handleHash: string) => `${itemPrefixes.flow}${handleHash}`;
+export const providerCachePk = (provider: string, name: string) =>
+  `${itemPrefixes.providerCache}${provider}#${name}`;

@@ -61,7 +61,7 @@ export function joined(value: unknown, standIn: string): string {
   return parts.map((part) => (typeof part === 'string' ? part : standIn)).join('');
 }
 
-/** What one role may do, in the terms of infra/function-access.ts, plus anything unexplained. */
+/** What one role may do, in the terms of infra/functions.ts, plus anything unexplained. */
 export interface AccessSummary {
   /** Partition-key pattern → actions (sorted). */
   items: Record<string, string[]>;

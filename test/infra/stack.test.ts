@@ -3,7 +3,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
-import { envelopePurposes, itemPrefixes } from '../../infra/function-access.ts';
+import { envelopePurposes } from '../../infra/functions.ts';
 import { localRoutes } from '../../infra/local/local-broker.ts';
 import { refresherSummaryMessage } from '../../infra/monitoring.ts';
 import { loadConfig, parseConfig, type BrokerConfig } from '../../shared/config.ts';
@@ -19,6 +19,7 @@ import {
   connectFlowPk,
   connectSessionPk,
   createTableInput,
+  itemPrefixes,
   providerIndex,
 } from '../../shared/store/table.ts';
 import {
