@@ -8,6 +8,7 @@ import { parseHttpApiEvent } from '../shared/http/http-api-event.ts';
 import { pageErrors } from '../shared/http/page-errors.ts';
 import { clearCookie, htmlPage, redirect, statusForCode } from '../shared/http/responses.ts';
 import { logger } from '../shared/logger.ts';
+import { observability } from '../shared/middleware.ts';
 
 /**
  * `GET /callback/{provider}` (connect-callback), and `POST` from our credentials form: finds the
@@ -17,6 +18,7 @@ import { logger } from '../shared/logger.ts';
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
+  .use(observability())
   .use(pageErrors())
   .handler(async (event) => {
     const request = parseHttpApiEvent(event, 'GET and POST /callback/{provider}');

@@ -6,6 +6,7 @@ import { parseHttpApiEvent } from '../shared/http/http-api-event.ts';
 import { pageErrors } from '../shared/http/page-errors.ts';
 import { credentialsFormPage, redirect, setCookie } from '../shared/http/responses.ts';
 import { logger } from '../shared/logger.ts';
+import { observability } from '../shared/middleware.ts';
 
 /**
  * `GET /connect/{provider}?session=…` (connect-start): checks the connect session, records the
@@ -15,6 +16,7 @@ import { logger } from '../shared/logger.ts';
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
+  .use(observability())
   .use(pageErrors())
   .handler(async (event) => {
     const request = parseHttpApiEvent(event, 'GET /connect/{provider}');

@@ -6,7 +6,8 @@ import {
   type ConnectionsAnswer,
 } from '../shared/connect/connections-api.ts';
 import { logger } from '../shared/logger.ts';
-import { invokeErrors } from '../shared/middleware.ts';
+import { invokeErrors, observability } from '../shared/middleware.ts';
+import { metricNames } from '../shared/observability.ts';
 
 /**
  * `connections` (Lambda invoke), for the team's backend: `createConnectSession`, `get`, `list`,
@@ -15,5 +16,6 @@ import { invokeErrors } from '../shared/middleware.ts';
 export const handler = middy<unknown, ConnectionsAnswer>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
-  .use(invokeErrors())
+  .use(observability())
+  .use(invokeErrors(metricNames.connectionsAnswers))
   .handler(async (event) => getBroker().connections.handle(parseConnectionsRequest(event)));

@@ -3,6 +3,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import type { Context } from 'aws-lambda';
 import { getBroker } from '../shared/broker.ts';
 import { logger } from '../shared/logger.ts';
+import { observability, refresherRunMetrics } from '../shared/middleware.ts';
 import type { RefreshSummary } from '../shared/refresher.ts';
 
 /**
@@ -14,6 +15,8 @@ import type { RefreshSummary } from '../shared/refresher.ts';
 export const handler = middy<unknown, RefreshSummary, Error, Context>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
+  .use(observability())
+  .use(refresherRunMetrics())
   .handler(async (_event, context) =>
     getBroker().refresher.run({ remainingMs: () => context.getRemainingTimeInMillis() }),
   );

@@ -3,7 +3,8 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { getBroker } from '../shared/broker.ts';
 import { checkTokenRequest } from '../shared/generated/request-checks.ts';
 import { logger } from '../shared/logger.ts';
-import { invokeErrors } from '../shared/middleware.ts';
+import { invokeErrors, observability } from '../shared/middleware.ts';
+import { metricNames } from '../shared/observability.ts';
 import { tokenRequestSchema, type TokenAnswer } from '../shared/token-service.ts';
 import { validateRequest } from '../shared/validate.ts';
 
@@ -15,7 +16,8 @@ import { validateRequest } from '../shared/validate.ts';
 export const handler = middy<unknown, TokenAnswer>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
-  .use(invokeErrors())
+  .use(observability())
+  .use(invokeErrors(metricNames.tokenAnswers))
   .handler(async (event) =>
     getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event, checkTokenRequest)),
   );

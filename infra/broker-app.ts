@@ -1,7 +1,8 @@
 import { Aspects, type App } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { loadConfig } from '../shared/config.ts';
-import { BrokerStack, type CustomDomain } from './broker-stack.ts';
+import { BrokerStack } from './broker-stack.ts';
+import type { CustomDomain } from './token-broker.ts';
 
 const stagePattern = /^[a-z][a-z0-9-]{0,19}$/;
 

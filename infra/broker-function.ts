@@ -1,14 +1,17 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DockerImage, Duration, RemovalPolicy, type ILocalBundling } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import {
-  NodejsFunction,
-  OutputFormat,
-  type BundlingOptions,
-  type NodejsFunctionProps,
-} from 'aws-cdk-lib/aws-lambda-nodejs';
+import { OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import type { BuildOptions } from 'esbuild';
+import { brokerFunctions } from './functions.ts';
+import type { BrokerFunctionName } from './function-names.ts';
 
 /** ESM bundles have no `require`; some CommonJS dependencies still call it. */
 export const esmRequireBanner =
@@ -16,7 +19,7 @@ export const esmRequireBanner =
 
 /**
  * How every broker function is bundled, in one place so scripts/measure-bundle.ts measures
- * exactly what the stack deploys.
+ * exactly what the stack deploys (and `npm run build` ships in the package).
  *
  * The AWS SDK is bundled (`externalModules: []`), decided by measurement (docs/deployment.md,
  * "Bundle size"; scripts/measure-bundle.ts): for functions/token.ts it grows the bundle from 178 KB
@@ -34,9 +37,7 @@ export const brokerBundling = {
   // The maps serve stack traces (--enable-source-maps), which need mappings, not the sources.
   sourcesContent: false,
   externalModules: [],
-  // Build with the local esbuild (a dev dependency); Docker is never needed to synthesize.
-  forceDockerBundling: false,
-} as const satisfies BundlingOptions;
+} as const;
 
 /**
  * Pinned rather than "latest": a runtime upgrade is a deliberate, tested change. The tests run on
@@ -44,12 +45,88 @@ export const brokerBundling = {
  */
 export const brokerRuntime = lambda.Runtime.NODEJS_24_X;
 
+/** The file in each function's asset that holds the validated configuration (shared/config.ts). */
+export const configFileName = 'broker.config.json';
+
+/** esbuild's options for one handler: `entry` (a .ts file) into `outfile` (…/index.mjs). */
+export function handlerBuildOptions(entry: string, outfile: string): BuildOptions {
+  return {
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: brokerRuntime.name.replace(/^nodejs(\d+)\.x$/, 'node$1'),
+    format: 'esm',
+    mainFields: [...brokerBundling.mainFields],
+    banner: { js: brokerBundling.banner },
+    minify: brokerBundling.minify,
+    sourcemap: brokerBundling.sourceMap,
+    sourcesContent: brokerBundling.sourcesContent,
+    external: [...brokerBundling.externalModules],
+    logLevel: 'warning',
+  };
+}
+
+/**
+ * A function's code: its handler bundle plus the configuration file, as one asset. From the npm
+ * package the bundle is the one `npm run build` made (`lambda/<name>/` beside the construct's
+ * module), so a consumer needs neither this source tree nor esbuild; in this repository it is
+ * built from source with esbuild at synth. The configuration travels in the asset, not in an
+ * environment variable, so its size is bounded by Lambda's code size only.
+ */
+export function brokerFunctionCode(name: BrokerFunctionName, configJson: string): lambda.Code {
+  const bundler = new FunctionAssetBundler(name, configJson);
+  return lambda.Code.fromAsset(bundler.sourceDir, {
+    bundling: {
+      // Never pulled: local bundling always succeeds or throws.
+      image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
+      local: bundler,
+    },
+  });
+}
+
+/**
+ * Bundles one function's asset on this machine. Its fields (not its methods) are part of the
+ * CDK's per-synth asset cache key, so two configurations never share a staged asset.
+ */
+class FunctionAssetBundler implements ILocalBundling {
+  readonly sourceDir: string;
+  readonly fromPackage: boolean;
+  readonly configSha256: string;
+  private readonly entry: string;
+
+  constructor(
+    readonly name: BrokerFunctionName,
+    private readonly configJson: string,
+  ) {
+    const prebuilt = fileURLToPath(new URL(`../lambda/${name}/`, import.meta.url));
+    this.fromPackage = existsSync(join(prebuilt, 'index.mjs'));
+    this.entry = fileURLToPath(new URL(`../${brokerFunctions[name].entry}`, import.meta.url));
+    this.sourceDir = this.fromPackage ? prebuilt : dirname(this.entry);
+    this.configSha256 = createHash('sha256').update(configJson).digest('hex');
+  }
+
+  tryBundle(outputDir: string): boolean {
+    if (this.fromPackage) {
+      cpSync(this.sourceDir, outputDir, { recursive: true });
+    } else {
+      // A dev dependency of this repository only: required here, never by the package.
+      const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
+      esbuild.buildSync(handlerBuildOptions(this.entry, join(outputDir, 'index.mjs')));
+    }
+    writeFileSync(join(outputDir, configFileName), this.configJson);
+    return true;
+  }
+}
+
 export interface BrokerFunctionProps extends Omit<
-  NodejsFunctionProps,
-  'runtime' | 'architecture' | 'logGroup' | 'logRetention' | 'role'
+  lambda.FunctionProps,
+  'runtime' | 'architecture' | 'logGroup' | 'logRetention' | 'role' | 'code' | 'handler'
 > {
-  /** The handler module, e.g. functions/token.ts. */
-  entry: string;
+  /** Which of the catalog's functions (infra/functions.ts). */
+  name: BrokerFunctionName;
+  /** The validated configuration as JSON, shipped in the asset. */
+  configJson: string;
   /** Default: one month. */
   logRetention?: logs.RetentionDays;
   /** What happens to the log group when the stack lets go of it. Default: retain. */
@@ -62,9 +139,9 @@ export interface BrokerFunctionProps extends Omit<
  * (no AWSLambdaBasicExecutionRole, whose CreateLogGroup on `*` this function does not need).
  * Callers add the function's data permissions with explicit statements.
  */
-export class BrokerFunction extends NodejsFunction {
+export class BrokerFunction extends lambda.Function {
   constructor(scope: Construct, id: string, props: BrokerFunctionProps) {
-    const { logRetention, logRemovalPolicy, bundling, environment, ...rest } = props;
+    const { name, configJson, logRetention, logRemovalPolicy, environment, ...rest } = props;
     const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
       retention: logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: logRemovalPolicy ?? RemovalPolicy.RETAIN,
@@ -81,9 +158,10 @@ export class BrokerFunction extends NodejsFunction {
       ...rest,
       runtime: brokerRuntime,
       architecture: lambda.Architecture.ARM_64,
+      code: brokerFunctionCode(name, configJson),
+      handler: 'index.handler',
       logGroup,
       role,
-      bundling: { ...brokerBundling, ...bundling },
       environment: { NODE_OPTIONS: '--enable-source-maps', ...environment },
     });
   }

@@ -1,6 +1,9 @@
 import { tokensContext } from '../shared/store/connection-store.ts';
 import { dueIndex, itemPrefixes, providerIndex } from '../shared/store/table.ts';
+import type { BrokerFunctionName } from './function-names.ts';
 import type { EnvelopeAction, TableItemAction } from './grants.ts';
+
+export type { BrokerFunctionName } from './function-names.ts';
 
 /**
  * The `purpose` in each envelope's encryption context, which the key grants are bound to.
@@ -158,10 +161,7 @@ export const brokerFunctions = {
       publishesEvents: true,
     },
   },
-} as const satisfies Record<string, BrokerFunctionSpec>;
-
-/** A broker function's short name: the offline runtime's function name, the stack's suffix. */
-export type BrokerFunctionName = keyof typeof brokerFunctions;
+} as const satisfies Record<BrokerFunctionName, BrokerFunctionSpec>;
 
 export const brokerFunctionNames = Object.keys(brokerFunctions) as BrokerFunctionName[];
 

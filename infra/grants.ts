@@ -130,3 +130,46 @@ export function bindPutEvents(grantee: iam.IGrantable, bus: IEventBus, source: s
     conditions: { StringEquals: { 'events:source': source } },
   });
 }
+
+/**
+ * The key-policy side of bindEnvelopeKey: the same actions and purposes, for this role by name.
+ * The key policy holds no statement for the account that covers these actions, so only the roles
+ * named here may wrap or unwrap envelopes, whatever an identity policy elsewhere says.
+ */
+export function envelopeKeyPolicy(
+  role: iam.IRole,
+  byPurpose: Partial<Record<string, readonly EnvelopeAction[]>>,
+): iam.PolicyStatement[] {
+  return byActionSet(byPurpose).map(
+    ({ actions, keys }) =>
+      new iam.PolicyStatement({
+        principals: [role],
+        actions,
+        resources: ['*'],
+        conditions: {
+          StringEquals: { 'kms:EncryptionContext:purpose': keys.length === 1 ? keys[0] : keys },
+        },
+      }),
+  );
+}
+
+/**
+ * The table's encryption at rest: the account's principals may have DynamoDB use the key for
+ * them (`kms:ViaService`), as DynamoDB's customer managed keys require; their identity policies
+ * decide who (bindTableKeyAtRest for the broker's roles, the deploying role for CreateGrant).
+ * Nobody gets direct use of the key from this.
+ */
+export function tableKeyPolicy(): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'TokenTableAtRestThroughDynamoDB',
+    principals: [new iam.AccountRootPrincipal()],
+    actions: [...tableKeyActions, 'kms:CreateGrant'].sort(),
+    resources: ['*'],
+    conditions: {
+      StringEquals: {
+        'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com`,
+        'kms:CallerAccount': Aws.ACCOUNT_ID,
+      },
+    },
+  });
+}

@@ -3,22 +3,34 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import type { IHttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { metricNames } from '../shared/metric-names.ts';
 
 /** The refresher's summary log line (shared/refresher.ts: `logger.info('refresher run', summary)`). */
 export const refresherSummaryMessage = 'refresher run';
 
+/** The `service` dimension Powertools Metrics adds to every broker metric (shared/observability.ts). */
+export const metricsService = 'oauth-token-broker';
+
+/** Where the broker's metrics go (POWERTOOLS_METRICS_NAMESPACE): one namespace per stage. */
+
+export const metricsNamespaceFor = (stage: string) => `oauth-token-broker/${stage}`;
+
 export interface BrokerMonitoringProps {
   stage: string;
   removalPolicy: RemovalPolicy;
-  /** Every broker function, by its short name: each gets an error alarm. */
-  functions: Record<string, IFunction>;
-  refresher: { fn: IFunction; logGroup: logs.ILogGroup; deadLetterQueue: IQueue };
+  /** Every broker function, by its short name: each gets error, throttle and duration alarms. */
+  functions: Record<string, LambdaFunction>;
+  refresher: { fn: LambdaFunction; logGroup: logs.ILogGroup; deadLetterQueue: IQueue };
   scheduleMinutes: number;
+  api: IHttpApi;
+  /** `provider_unavailable` answers in 5 minutes that count as a burst. Default 10. */
+  providerUnavailableBurst?: number;
 }
 
 /**
@@ -29,6 +41,7 @@ export interface BrokerMonitoringProps {
 export class BrokerMonitoring extends Construct {
   readonly topic: sns.Topic;
   readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: BrokerMonitoringProps) {
     super(scope, id);
@@ -84,13 +97,51 @@ export class BrokerMonitoring extends Construct {
       this.alarms.push(alarm);
     };
 
+    const fiveMinutes = Duration.minutes(5);
+    const namespace = metricsNamespaceFor(stage);
+    const tokenAnswers = (code: string) =>
+      new cloudwatch.Metric({
+        namespace,
+        metricName: metricNames.tokenAnswers,
+        dimensionsMap: { service: metricsService, code },
+        statistic: 'Sum',
+        period: fiveMinutes,
+      });
+    const atLeastOnce = {
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+
     for (const [name, fn] of Object.entries(props.functions)) {
       add(
         new cloudwatch.Alarm(this, `${pascal(name)}Errors`, {
           alarmName: `${prefix}-${name}-errors`,
-          alarmDescription: `The ${name} function failed (an unhandled error, a timeout or a crash; refusals answered with a code are not errors). See its log group.`,
-          metric: fn.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
-          threshold: 1,
+          alarmDescription: `The ${name} function failed (an unhandled error, a timeout, a crash, or for token and connections an internal_error answer; refusals answered with another code are not errors). See its log group.`,
+          metric: fn.metricErrors({ period: fiveMinutes, statistic: 'Sum' }),
+          ...atLeastOnce,
+        }),
+      );
+      // The refresher's reserved concurrency of 1 throttles an overlapping run by design; the
+      // heartbeat alarm below says when runs stop completing.
+      if (fn !== props.refresher.fn) {
+        add(
+          new cloudwatch.Alarm(this, `${pascal(name)}Throttles`, {
+            alarmName: `${prefix}-${name}-throttles`,
+            alarmDescription: `Invocations of the ${name} function were throttled (its reserved concurrency or the account's limit).`,
+            metric: fn.metricThrottles({ period: fiveMinutes, statistic: 'Sum' }),
+            ...atLeastOnce,
+          }),
+        );
+      }
+      const timeoutMs = fn.timeout?.toMilliseconds() ?? 3000;
+      add(
+        new cloudwatch.Alarm(this, `${pascal(name)}DurationNearTimeout`, {
+          alarmName: `${prefix}-${name}-duration`,
+          alarmDescription: `An invocation of the ${name} function ran past 90% of its ${timeoutMs / 1000} s timeout.`,
+          metric: fn.metricDuration({ period: fiveMinutes, statistic: 'Maximum' }),
+          threshold: Math.floor(timeoutMs * 0.9),
           evaluationPeriods: 1,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
           treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -99,18 +150,60 @@ export class BrokerMonitoring extends Construct {
     }
 
     add(
+      new cloudwatch.Alarm(this, 'TokenInternalErrors', {
+        alarmName: `${prefix}-token-internal-errors`,
+        alarmDescription:
+          'The token function answered internal_error (its table, key or secrets unreachable, or a bug). See its log group.',
+        metric: tokenAnswers('internal_error'),
+        ...atLeastOnce,
+      }),
+    );
+    const burst = props.providerUnavailableBurst ?? 10;
+    add(
+      new cloudwatch.Alarm(this, 'TokenProviderUnavailable', {
+        alarmName: `${prefix}-token-provider-unavailable`,
+        alarmDescription: `The token function answered provider_unavailable ${burst} times or more in 5 minutes: a provider is down or slow (the refresher log and each connection's lastError say which).`,
+        metric: tokenAnswers('provider_unavailable'),
+        threshold: burst,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    // A run that never starts or never finishes sends no heartbeat: missing data is breaching.
+    // Three schedule periods, in one alarm period (CloudWatch allows a day at most).
+    const heartbeatMinutes = Math.min(3 * props.scheduleMinutes, 1440);
+    const refresherRuns = new cloudwatch.Metric({
+      namespace,
+      metricName: metricNames.refresherRuns,
+      dimensionsMap: { service: metricsService },
+      statistic: 'Sum',
+      period: Duration.minutes(heartbeatMinutes),
+    });
+    add(
+      new cloudwatch.Alarm(this, 'RefresherHeartbeat', {
+        alarmName: `${prefix}-refresher-heartbeat`,
+        alarmDescription: `No refresher run completed in ${heartbeatMinutes} minutes (three schedule periods): the schedule, the function or its table is down, and tokens are not being renewed ahead of expiry.`,
+        metric: refresherRuns,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      }),
+    );
+
+    const deadLetters = props.refresher.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+      period: fiveMinutes,
+      statistic: 'Maximum',
+    });
+    add(
       new cloudwatch.Alarm(this, 'RefresherDeadLetters', {
         alarmName: `${prefix}-refresher-dead-letters`,
         alarmDescription:
           'A scheduled refresher run could not be delivered or failed after its retries; it is in the dead-letter queue.',
-        metric: props.refresher.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
-          period: Duration.minutes(5),
-          statistic: 'Maximum',
-        }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        metric: deadLetters,
+        ...atLeastOnce,
       }),
     );
 
@@ -120,19 +213,20 @@ export class BrokerMonitoring extends Construct {
     const failures = new logs.MetricFilter(this, 'RefreshFailuresFilter', {
       logGroup: props.refresher.logGroup,
       filterPattern: logs.FilterPattern.stringValue('$.message', '=', refresherSummaryMessage),
-      metricNamespace: `oauth-token-broker/${stage}`,
+      metricNamespace: namespace,
       metricName: 'RefreshFailures',
       metricValue: '$.failed',
+    });
+    const refreshFailures = failures.metric({
+      period: Duration.minutes(Math.min(Math.max(props.scheduleMinutes, 5), 1440)),
+      statistic: 'Sum',
     });
     add(
       new cloudwatch.Alarm(this, 'RefreshFailures', {
         alarmName: `${prefix}-refresh-failures`,
         alarmDescription:
           'Scheduled renewals failed in consecutive refresher runs (the refresher log says which provider and connection; lastError on each connection says why).',
-        metric: failures.metric({
-          period: Duration.minutes(Math.min(Math.max(props.scheduleMinutes, 5), 1440)),
-          statistic: 'Sum',
-        }),
+        metric: refreshFailures,
         threshold: 1,
         evaluationPeriods: 2,
         datapointsToAlarm: 2,
@@ -140,6 +234,95 @@ export class BrokerMonitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
+
+    const api5xx = props.api.metricServerError({ period: fiveMinutes, statistic: 'Sum' });
+    add(
+      new cloudwatch.Alarm(this, 'Api5xx', {
+        alarmName: `${prefix}-api-5xx`,
+        alarmDescription:
+          'The HTTP API answered 5xx (a connect or callback function failed or timed out). See their log groups and the API access log.',
+        metric: api5xx,
+        ...atLeastOnce,
+      }),
+    );
+
+    const fns = Object.entries(props.functions);
+    const search = (dimensions: string, metricName: string, label: string) =>
+      new cloudwatch.MathExpression({
+        expression: `SEARCH('{${namespace},${dimensions}} MetricName="${metricName}"', 'Sum', 300)`,
+        label,
+        period: fiveMinutes,
+      });
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: prefix,
+      defaultInterval: Duration.hours(6),
+      widgets: [
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Token answers by code',
+            left: [search('service,code', metricNames.tokenAnswers, 'token answers')],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Renewals by provider and outcome',
+            left: [search('service,provider,outcome', metricNames.renewals, 'renewals')],
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Refresher runs, failed renewals, dead letters',
+            left: [
+              refresherRuns.with({ period: fiveMinutes, label: 'completed runs' }),
+              refreshFailures,
+            ],
+            right: [deadLetters],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Refresher run summary',
+            left: [
+              search('service', 'RefresherDue', 'due'),
+              search('service', 'RefresherRefreshed', 'refreshed'),
+              search('service', 'RefresherFailed', 'failed'),
+              search('service', 'RefresherNeedsReauth', 'needs reauth'),
+            ],
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Function errors',
+            left: fns.map(([name, fn]) => fn.metricErrors({ period: fiveMinutes, label: name })),
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Function throttles',
+            left: fns.map(([name, fn]) => fn.metricThrottles({ period: fiveMinutes, label: name })),
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Function duration (max, ms)',
+            left: fns.map(([name, fn]) =>
+              fn.metricDuration({ period: fiveMinutes, statistic: 'Maximum', label: name }),
+            ),
+            width: 8,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'HTTP API 5xx and 4xx',
+            left: [api5xx, props.api.metricClientError({ period: fiveMinutes, statistic: 'Sum' })],
+            width: 12,
+          }),
+          new cloudwatch.AlarmStatusWidget({
+            title: 'Alarms',
+            alarms: this.alarms,
+            width: 12,
+          }),
+        ],
+      ],
+    });
   }
 }
 

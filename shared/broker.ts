@@ -11,6 +11,7 @@ import { KmsKeyManager } from './crypto/kms-key-manager.ts';
 import { LocalKeyManager } from './crypto/local-key-manager.ts';
 import { ConfigError } from './errors.ts';
 import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
+import { CountingEventPublisher, tracer } from './observability.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import type { ProviderHttpOptions } from './providers/http.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
@@ -149,7 +150,7 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
   const local = (env.BROKER_MODE ?? (env.AWS_LAMBDA_FUNCTION_NAME ? 'aws' : 'local')) === 'local';
 
   const keys = env.BROKER_KMS_KEY_ID
-    ? new KmsKeyManager(new KMSClient({}), env.BROKER_KMS_KEY_ID)
+    ? new KmsKeyManager(tracer.captureAWSv3Client(new KMSClient({})), env.BROKER_KMS_KEY_ID)
     : local
       ? LocalKeyManager.fromEnvironmentOrFile(
           env,
@@ -162,24 +163,30 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
   const secrets = secretsFile
     ? new SecretsFileBackend(resolve(secretsFile))
     : new SecretsManagerBackend(
-        new SecretsManagerClient({}),
+        tracer.captureAWSv3Client(new SecretsManagerClient({})),
         env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix,
       );
 
-  const events = env.BROKER_EVENT_BUS
-    ? new EventBridgePublisher(new EventBridgeClient({}), env.BROKER_EVENT_BUS)
-    : undefined;
+  // Failed renewals and needs_reauth transitions are counted (metrics) from the events themselves.
+  const events = new CountingEventPublisher(
+    env.BROKER_EVENT_BUS
+      ? new EventBridgePublisher(
+          tracer.captureAWSv3Client(new EventBridgeClient({})),
+          env.BROKER_EVENT_BUS,
+        )
+      : new LogEventPublisher(defaultLogger),
+  );
 
   return {
     // The stack knows the API's URL only at deploy time, so it arrives as an environment value.
     config: env.BROKER_PUBLIC_BASE_URL
       ? { ...config, publicBaseUrl: env.BROKER_PUBLIC_BASE_URL }
       : config,
-    dynamo: new DynamoDBClient({}),
+    dynamo: tracer.captureAWSv3Client(new DynamoDBClient({})),
     tableName,
     keys,
     secrets,
-    ...(events ? { events } : {}),
+    events,
   };
 }
 

@@ -232,15 +232,16 @@ function prefixed(where: string, message: string | undefined): string | undefine
 }
 
 /**
- * Reads the configuration once: `BROKER_CONFIG_JSON` (inline, as a deployment may pass it) or the
- * file at `BROKER_CONFIG` (default ./broker.config.json).
+ * Reads the configuration once: `BROKER_CONFIG_JSON` (inline) or the file at `BROKER_CONFIG`
+ * (default broker.config.json). In Lambda a relative path is taken from the function's code
+ * directory (`LAMBDA_TASK_ROOT`), where the deployed configuration travels with the code.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
   if (env.BROKER_CONFIG_JSON)
     return parseConfig(parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'), {
       source: 'BROKER_CONFIG_JSON',
     });
-  const path = resolve(env.BROKER_CONFIG ?? 'broker.config.json');
+  const path = resolve(env.LAMBDA_TASK_ROOT ?? '.', env.BROKER_CONFIG ?? 'broker.config.json');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

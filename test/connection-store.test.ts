@@ -78,11 +78,11 @@ describe('connection store', () => {
       code: 'internal_error',
       message: 'The stored tokens of quidkey/default could not be decrypted.',
     });
-    // The token function answers that as internal_error, without the ciphertext or a token.
+    // The token function fails that invocation (internal_error), without the ciphertext or a token.
     const { result: answer, output } = await captureOutput(() =>
       local.invoke({ provider: 'quidkey' }),
     );
-    expect(answer).toMatchObject({ ok: false, error: { code: 'internal_error' } });
+    expect(answer).toMatchObject({ errorType: 'BrokerInternalError' });
     expect(JSON.stringify(answer)).not.toContain('access-');
     expect(output).toMatch(/"level":"ERROR".*could not be decrypted/);
     expect(output).not.toContain(a.Item!.tokens as string);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { TokenBrokerClient } from '../shared/client/index.ts';
 import { setBroker } from '../shared/broker.ts';
 import { captureOutput, startTestBroker, type TestBroker } from './helpers/local.ts';
 
@@ -206,17 +207,26 @@ describe('token: errors', () => {
     }
   });
 
-  it('an unexpected failure → internal_error with a generic message', async () => {
+  it('an unexpected failure fails the invocation (Lambda Errors), with a generic message', async () => {
     setBroker(undefined); // the next invocation builds its broker from an environment with no table
     const table = process.env.BROKER_TABLE_NAME;
     delete process.env.BROKER_TABLE_NAME;
     try {
+      // Lambda's report of an unhandled error; the details stay in the function's log.
       const { result, output } = await captureOutput(() => local.invoke({ provider: 'quidkey' }));
-      expect(result).toMatchObject({ ok: false, error: { code: 'internal_error' } });
+      expect(result).toEqual({
+        errorType: 'BrokerInternalError',
+        errorMessage: 'The broker failed unexpectedly; see its logs.',
+      });
       // Logged for the operator, with the reason; the caller got the generic message.
       expect(output).toMatch(
         /"level":"ERROR","message":"request failed".*BROKER_TABLE_NAME is not set/,
       );
+      const client = new TokenBrokerClient({ lambda: local.lambda });
+      const failed = await captureOutput(() =>
+        client.getToken({ provider: 'quidkey' }).catch((e: unknown) => e),
+      );
+      expect(failed.result).toMatchObject({ name: 'TokenBrokerError', code: 'internal_error' });
     } finally {
       if (table) process.env.BROKER_TABLE_NAME = table;
       setBroker(local.broker);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,7 +19,9 @@ import { handler as refresherHandler } from '../../functions/refresher.ts';
 import { handler as tokenHandler } from '../../functions/token.ts';
 import { lambdaContext } from '../../infra/local/lambda-context.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
+import { configFileName } from '../../infra/broker-function.ts';
 import { refresherSummaryMessage } from '../../infra/monitoring.ts';
+import { deployedConfigJson } from '../../infra/token-broker.ts';
 import { setBroker } from '../../shared/broker.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { captureOutput } from '../helpers/local.ts';
@@ -101,6 +103,8 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
   let local: LocalBroker;
   let dataDir: string;
   let tableName: string;
+  /** The functions' code directory as deployed: what their asset holds besides the bundle. */
+  let taskRoot: string;
 
   beforeAll(async () => {
     const saved = process.env.BROKER_CONFIG_JSON;
@@ -110,16 +114,19 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
       synthesized = broker.template;
       template = synthesized.toJSON() as Template;
       const { stack } = broker;
+      const built = stack.broker;
+      taskRoot = mkdtempSync(join(tmpdir(), 'broker-task-root-'));
+      writeFileSync(join(taskRoot, configFileName), deployedConfigJson(built.config));
       const id = (construct: { node: { defaultChild?: unknown } }) =>
         stack.getLogicalId(construct.node.defaultChild as never);
       ids = {
-        table: id(stack.table),
-        key: id(stack.key),
-        token: id(stack.functions.token),
-        refresher: id(stack.functions.refresher),
+        table: id(built.table),
+        key: id(built.key),
+        token: id(built.functions.token),
+        refresher: id(built.functions.refresher),
       };
       // The HTTP API is not played here (no route is called); its endpoint is a stand-in.
-      physical[id(stack.api)] = {
+      physical[id(built.api)] = {
         ref: 'motoapi',
         attributes: { ApiEndpoint: `https://motoapi.execute-api.${region}.amazonaws.com` },
       };
@@ -245,6 +252,7 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
     setBroker(undefined);
     await local?.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (taskRoot) rmSync(taskRoot, { recursive: true, force: true });
     for (const client of [dynamo, kms, secretsManager, eventBridge]) client.destroy();
   });
 
@@ -273,6 +281,7 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
       AWS_ACCESS_KEY_ID: 'x',
       AWS_SECRET_ACCESS_KEY: 'x',
       AWS_LAMBDA_FUNCTION_NAME: properties.FunctionName,
+      LAMBDA_TASK_ROOT: taskRoot,
       // Environment "sandbox" resolves here: the offline runtime's sandboxes (only a test sets it).
       BROKER_SANDBOX_URL: `${local.url}/sandbox`,
     };
@@ -298,6 +307,13 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
 
+  /** The EMF lines (Powertools Metrics) in a run's output that carry this metric. */
+  const emf = (output: string, metric: string) =>
+    logLines(output).filter((line) => '_aws' in line && metric in line) as (Record<
+      string,
+      unknown
+    > & { _aws: unknown })[];
+
   let firstToken: string;
 
   it('token: fetches a Quidkey token through KMS, DynamoDB, Secrets Manager and EventBridge', async () => {
@@ -318,6 +334,14 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
     // Its lifecycle event (Connection Created) went to the template's bus without an error.
     expect(output).not.toContain('lifecycle event not published');
     expect(output).not.toContain(firstToken);
+    // Its answer counted (EMF) where the internal_error alarm looks: the template's namespace.
+    expect(emf(output, 'TokenAnswers')).toEqual([
+      expect.objectContaining({ code: 'ok', service: 'oauth-token-broker', TokenAnswers: 1 }),
+    ]);
+    expect(emf(output, 'TokenAnswers')[0]!._aws).toMatchObject({
+      CloudWatchMetrics: [{ Namespace: environment.POWERTOOLS_METRICS_NAMESPACE }],
+    });
+    expect(environment.POWERTOOLS_METRICS_NAMESPACE).toBe('oauth-token-broker/moto');
 
     // The item in moto holds the tokens only as an envelope, wrapped by the moto KMS key.
     const item = (
@@ -349,6 +373,10 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
     // The summary line the RefreshFailures metric filter reads ({ $.message = … }, $.failed).
     const summary = logLines(output).find((line) => line.message === refresherSummaryMessage);
     expect(summary).toMatchObject({ level: 'INFO', failed: 0, refreshed: 1 });
+    // The heartbeat the refresher-heartbeat alarm waits for, with the run's figures.
+    expect(emf(output, 'RefresherRuns')).toEqual([
+      expect.objectContaining({ RefresherRuns: 1, RefresherDue: 1, RefresherRefreshed: 1 }),
+    ]);
     expect(output).not.toContain('lifecycle event not published');
 
     const item = (

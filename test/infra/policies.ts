@@ -75,6 +75,8 @@ export interface AccessSummary {
   secrets: string[];
   /** PutEvents: the bus's logical id and the source it is limited to. */
   putEvents?: { bus: string; source: unknown };
+  /** X-Ray: sending its trace segments (no resource-level permissions exist for these). */
+  tracing: boolean;
   /** Statements none of the above explains (its own log group, a dead-letter queue…). */
   other: Statement[];
 }
@@ -92,6 +94,7 @@ export function summarizeAccess(
     keyAtRest: false,
     envelope: {},
     secrets: [],
+    tracing: false,
     other: [],
   };
   for (const statement of statements) {
@@ -140,6 +143,10 @@ export function summarizeAccess(
         bus: ids.bus,
         source: statement.Condition?.StringEquals?.['events:source'],
       };
+    } else if (actions.every((a) => a.startsWith('xray:'))) {
+      expect(actions).toEqual(['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+      expect(statement.Resource).toBe('*');
+      summary.tracing = true;
     } else {
       summary.other.push(statement);
     }
