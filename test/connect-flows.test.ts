@@ -399,9 +399,9 @@ describe('connect flow over a connection whose tokens cannot be decrypted', () =
         ExpressionAttributeValues: { ':garbage': 'v1.AAAA.AAAA.AAAA' },
       }),
     );
+    // internal_error: the invocation fails (Lambda's error report), so the Errors alarm sees it.
     expect(await local.invoke({ provider: 'quicko', connectionId: 'garbled' })).toMatchObject({
-      ok: false,
-      error: { code: 'internal_error' },
+      errorType: 'BrokerInternalError',
     });
     const done = await finish(await startAndConsent('quicko', 'garbled'));
     expect(done.location?.searchParams.get('status')).toBe('connected');
