@@ -67,7 +67,9 @@ export async function startContainer(
     now: local.clock.now,
     logger: silentLogger,
     sandboxBaseUrl: `${local.url}/sandbox`,
-    http: { timeoutMs: 400, retries: 2, minRetryDelayMs: 5 },
+    // Generous: on two shared cores a busy suite (esbuild bundling the stack) can hold a sandbox
+    // answer past 400 ms, and a timed-out refresh call is retried with a spent refresh token.
+    http: { timeoutMs: 2000, retries: 2, minRetryDelayMs: 5 },
     ...overrides,
   });
   return { broker, dynamo, commands, close: () => dynamo.destroy() };
