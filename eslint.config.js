@@ -18,7 +18,7 @@ export default tseslint.config(
   {
     // Plain Node scripts (TypeScript files get these from @types/node).
     files: ['**/*.mjs', '**/*.js'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', fetch: 'readonly' } },
   },
   {
     // The offline runtime, scripts and tests talk to a person on the terminal.

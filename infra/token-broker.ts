@@ -88,7 +88,7 @@ export interface TokenBrokerProps {
 const stagePattern = /^[a-z][a-z0-9-]{0,19}$/;
 
 /** Provider ids whose kind has a consent flow (a callback URL to register at the provider). */
-export function consentProviderIds(config: BrokerConfig): string[] {
+function consentProviderIds(config: BrokerConfig): string[] {
   return Object.entries(config.providers)
     .filter(([, provider]) => hasConsentFlow(protocolOf(provider)))
     .map(([providerId]) => providerId);
@@ -103,8 +103,8 @@ export function consentProviderIds(config: BrokerConfig): string[] {
  */
 export class TokenBroker extends Construct {
   readonly stage: string;
-  /** The validated configuration the functions receive. */
-  readonly config: BrokerConfig;
+  /** The validated configuration as each function's asset ships it (broker.config.json). */
+  readonly configJson: string;
   readonly key: kms.Key;
   readonly table: dynamodb.Table;
   readonly providerSecrets: ReadonlyMap<string, secretsmanager.Secret>;
@@ -143,7 +143,6 @@ export class TokenBroker extends Construct {
     }
     this.stage = stage;
     const config = readConfig(props.config);
-    this.config = config;
     const disposable = stage === 'dev';
     const removalPolicy =
       props.removalPolicy ?? (disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN);
@@ -248,6 +247,7 @@ export class TokenBroker extends Construct {
     // The configuration is in each function's asset (broker.config.json); the environment holds
     // names and ARNs only, never configuration or secret values.
     const configJson = deployedConfigJson(config);
+    this.configJson = configJson;
     const commonEnvironment = {
       BROKER_MODE: 'aws',
       BROKER_PUBLIC_BASE_URL: publicBaseUrl,
@@ -550,7 +550,7 @@ function readConfig(config: TokenBrokerProps['config']): BrokerConfig {
  * (those are named by provider id and read from Secrets Manager); the public URL, known only at
  * deploy time, arrives separately as BROKER_PUBLIC_BASE_URL.
  */
-export function deployedConfigJson(config: BrokerConfig): string {
+function deployedConfigJson(config: BrokerConfig): string {
   const { $schema: _schema, publicBaseUrl: _publicBaseUrl, ...rest } = config;
   // Catalog-based entries ship as written (the catalog id and overrides): the functions merge
   // the catalog, which is part of their code, again when they read the configuration.

@@ -8,10 +8,10 @@
  * - dist/types/: the declarations of both entry points.
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { build, type BuildOptions } from 'esbuild';
-import { esmRequireBanner, handlerBuildOptions } from '../infra/broker-function.ts';
+import { handlerBuildOptions } from '../infra/broker-function.ts';
 import { brokerFunctionNames, brokerFunctions } from '../infra/functions.ts';
 
 const dist = resolve('dist');
@@ -22,8 +22,11 @@ const library: BuildOptions = {
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  // CommonJS dependencies bundled into an ES module still call `require`.
-  banner: { js: esmRequireBanner },
+  // CommonJS dependencies bundled into an ES module still call `require` (the construct's own
+  // code imports createRequire too, hence the alias).
+  banner: {
+    js: "import { createRequire as __createRequire } from 'module'; const require = __createRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 };
 
@@ -55,4 +58,12 @@ execFileSync(
   [resolve('node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
   { stdio: 'inherit' },
 );
-console.log(`built ${dist}`);
+// The sources import `./x.ts` (run by tsx, type-checked with allowImportingTsExtensions); the
+// published declarations sit beside `.js` files, so their imports say `.js`.
+for (const file of readdirSync(join(dist, 'types'), { recursive: true, encoding: 'utf8' })) {
+  if (!file.endsWith('.d.ts')) continue;
+  const path = join(dist, 'types', file);
+  writeFileSync(path, readFileSync(path, 'utf8').replace(/(from '\.{1,2}\/[^']+)\.ts'/g, "$1.js'"));
+}
+// Quiet on stdout: `npm pack --json` prints its report there after this runs (prepack).
+console.error(`built ${dist}`);

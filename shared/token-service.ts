@@ -8,6 +8,7 @@ import {
 import { decideRenewal, refreshConnection, type RefreshDeps } from './refresh.ts';
 import { getProvider, type ResolvedProvider } from './providers/resolve.ts';
 import type { Connection } from './store/connection-store.ts';
+import type { AccessTokenAnswer, SignedRequestAnswer, TokenAnswer } from './token-answers.ts';
 
 export const connectionIdPattern = '^[A-Za-z0-9._:@-]{1,128}$';
 
@@ -40,58 +41,13 @@ export type TokenRequest = Static<typeof tokenRequestSchema>;
 /** The request an OAuth 1.0a caller wants signed. */
 export type SignSpec = NonNullable<TokenRequest['sign']>;
 
-/** The answer for a bearer-style provider: the token itself and its ready-made header. */
-export interface AccessTokenAnswer {
-  ok: true;
-  provider: string;
-  connectionId: string;
-  tokenType: string;
-  accessToken: string;
-  /** ISO 8601; null when the token does not expire. */
-  expiresAt: string | null;
-  /** The ready-made Authorization header value. */
-  authorization: string;
-  /**
-   * Every header a call to the provider's API needs: Authorization, plus any the entry declares
-   * (`headers`, e.g. Notion-Version) or the kind adds.
-   */
-  headers: Record<string, string>;
-  /** The connection's metadata (the entry's `metadata`: Salesforce instance_url…), never a secret. */
-  metadata?: Record<string, string>;
-}
-
-/**
- * The answer for an OAuth 1.0a provider (a `sign` request): only the signed header. The consumer
- * secret and the token secret never leave the broker, and neither does the access token: it is
- * not secret under OAuth 1.0a (the header carries it as `oauth_token`), but a caller has no use
- * for it besides that header, so the answer stays minimal. The credentials do not expire; the
- * header is good for that one request (its nonce and timestamp), so it is never cached.
- */
-export interface SignedRequestAnswer {
-  ok: true;
-  provider: string;
-  connectionId: string;
-  /** "OAuth". */
-  tokenType: string;
-  /** `OAuth oauth_consumer_key="…", …, oauth_signature="…"` for exactly the requested call. */
-  authorization: string;
-  metadata?: Record<string, string>;
-}
-
-/**
- * The answer for an api_key / basic provider: the headers the API wants, built from the stored
- * credentials (which have no token of their own and do not expire).
- */
-export interface CredentialHeadersAnswer {
-  ok: true;
-  provider: string;
-  connectionId: string;
-  /** "ApiKey" or "Basic". */
-  tokenType: string;
-  headers: Record<string, string>;
-}
-
-export type TokenAnswer = AccessTokenAnswer | SignedRequestAnswer | CredentialHeadersAnswer;
+// The answers live in their own file so the published client's types need nothing of the broker.
+export type {
+  AccessTokenAnswer,
+  CredentialHeadersAnswer,
+  SignedRequestAnswer,
+  TokenAnswer,
+} from './token-answers.ts';
 
 export const defaultMinValiditySeconds = 60;
 

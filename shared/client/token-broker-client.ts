@@ -1,6 +1,6 @@
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { BrokerErrorCode } from '../errors.ts';
-import type { AccessTokenAnswer, SignedRequestAnswer } from '../token-service.ts';
+import type { AccessTokenAnswer, SignedRequestAnswer } from '../token-answers.ts';
 
 /**
  * The broker's error codes (shared/errors.ts), plus `invoke_failed` when the function could not be
@@ -25,12 +25,16 @@ export type BrokerToken = Omit<AccessTokenAnswer, 'ok'>;
 export type BrokerSignedRequest = Omit<SignedRequestAnswer, 'ok'>;
 
 export interface TokenBrokerClientOptions {
-  /** The token function's name or ARN (stack output TokenFunctionName). Default `token`. */
+  /**
+   * The token function's name or ARN (stack output TokenFunctionName / TokenFunctionArn, or the
+   * SSM parameter `/oauth-token-broker/<stage>/token-function-arn`). Default `token`.
+   */
   functionName?: string;
   /** A configured client; otherwise one is built from `endpoint` and `region`. */
   lambda?: LambdaClient;
   /** A Lambda-compatible endpoint, e.g. the offline runtime's http://localhost:3000. */
   endpoint?: string;
+  /** Default: the region of a function ARN, else the SDK's (AWS_REGION). */
   region?: string;
   /** Serve a cached token only while it stays valid this long. Default 60. */
   defaultMinValiditySeconds?: number;
@@ -86,11 +90,14 @@ export class TokenBrokerClient {
     if (!(this.defaultMinValiditySeconds >= 0)) {
       throw new TypeError('defaultMinValiditySeconds must be a number of seconds, 0 or more');
     }
+    // A function ARN names its region (a consumer in another region or account, SSM parameter
+    // /oauth-token-broker/<stage>/token-function-arn): the client calls Lambda there.
+    const region = options.region ?? arnRegion(this.functionName);
     this.lambda =
       options.lambda ??
       new LambdaClient({
         ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-        ...(options.region ? { region: options.region } : {}),
+        ...(region ? { region } : {}),
       });
   }
 
@@ -193,6 +200,10 @@ export class TokenBrokerClient {
     }
     return readPayload(out.Payload);
   }
+}
+
+function arnRegion(functionName: string): string | undefined {
+  return /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:/.exec(functionName)?.[1];
 }
 
 function validFor(entry: CachedToken, minValiditySeconds: number): boolean {

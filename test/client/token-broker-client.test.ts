@@ -131,3 +131,18 @@ describe('TokenBrokerClient against the offline runtime', () => {
     });
   });
 });
+
+describe('TokenBrokerClient options', () => {
+  const regionOf = (client: TokenBrokerClient) =>
+    (
+      client as unknown as { lambda: { config: { region: () => Promise<string> } } }
+    ).lambda.config.region();
+
+  it('calls Lambda in the region of a function ARN, unless told otherwise', async () => {
+    const arn = 'arn:aws:lambda:eu-west-1:123456789012:function:oauth-token-broker-prod-token';
+    expect(await regionOf(new TokenBrokerClient({ functionName: arn }))).toBe('eu-west-1');
+    expect(await regionOf(new TokenBrokerClient({ functionName: arn, region: 'us-east-2' }))).toBe(
+      'us-east-2',
+    );
+  });
+});

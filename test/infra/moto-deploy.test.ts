@@ -21,7 +21,6 @@ import { lambdaContext } from '../../infra/local/lambda-context.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
 import { configFileName } from '../../infra/broker-function.ts';
 import { refresherSummaryMessage } from '../../infra/monitoring.ts';
-import { deployedConfigJson } from '../../infra/token-broker.ts';
 import { setBroker } from '../../shared/broker.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { captureOutput } from '../helpers/local.ts';
@@ -116,7 +115,7 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
       const { stack } = broker;
       const built = stack.broker;
       taskRoot = mkdtempSync(join(tmpdir(), 'broker-task-root-'));
-      writeFileSync(join(taskRoot, configFileName), deployedConfigJson(built.config));
+      writeFileSync(join(taskRoot, configFileName), built.configJson);
       const id = (construct: { node: { defaultChild?: unknown } }) =>
         stack.getLogicalId(construct.node.defaultChild as never);
       ids = {
