@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import {
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -44,7 +45,7 @@ beforeAll(() => {
   }[];
   tarball = join(work, packed[0]!.filename);
   consumer = join(work, 'consumer');
-  execFileSync('mkdir', [consumer]);
+  mkdirSync(consumer);
   execFileSync(npm, ['init', '-y'], { cwd: consumer, stdio: 'ignore' });
   execFileSync(
     npm,
@@ -121,7 +122,7 @@ describe('the npm package', () => {
         JSON.stringify({
           allowedReturnTo: ['https://app.example.com/'],
           providers: {
-            quiqup: { kind: 'quiqup', environment: 'production' },
+            quiqup: { catalog: 'quiqup', environment: 'production' },
             acme: {
               kind: 'oauth2',
               authorizationUrl: 'https://login.acme.example/authorize',
@@ -195,7 +196,9 @@ describe('the npm package', () => {
         port: 0,
         dataDir,
         persist: false,
-        config: parseConfig({ providers: { quiqup: { kind: 'quiqup', environment: 'sandbox' } } }),
+        config: parseConfig({
+          providers: { quiqup: { catalog: 'quiqup', environment: 'sandbox' } },
+        }),
         refresherIntervalSeconds: 0,
       });
     });

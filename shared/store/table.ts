@@ -100,7 +100,7 @@ export const itemPrefixes = {
   connection: 'connection#',
   session: 'session#',
   flow: 'flow#',
-  /** Provider-wide encrypted cache entries (shared/store/sealed-cache.ts), e.g. Quicko's. */
+  /** Provider-wide encrypted cache entries (shared/store/sealed-cache.ts): a kind's API session. */
   providerCache: 'cache#',
 } as const;
 
