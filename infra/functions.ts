@@ -48,7 +48,9 @@ const providerStepCache = {
 
 /** How a function is reached: by Lambda invoke, by an HTTP API route, or by the schedule. */
 export type FunctionTrigger =
-  { kind: 'invoke' } | { kind: 'route'; method: 'GET'; path: string } | { kind: 'schedule' };
+  | { kind: 'invoke' }
+  | { kind: 'route'; methods: readonly ('GET' | 'POST')[]; path: string }
+  | { kind: 'schedule' };
 
 export interface BrokerFunctionSpec {
   description: string;
@@ -107,7 +109,7 @@ export const brokerFunctions = {
   'connect-start': {
     description: 'GET /connect/{provider}: starts a consent flow and sends the browser on',
     entry: 'functions/connect-start.ts',
-    trigger: { kind: 'route', method: 'GET', path: '/connect/{provider}' },
+    trigger: { kind: 'route', methods: ['GET'], path: '/connect/{provider}' },
     // API Gateway gives up on an integration after 30 s; the provider call has 3 × 5 s at most.
     timeoutSeconds: 29,
     access: {
@@ -126,7 +128,8 @@ export const brokerFunctions = {
   'connect-callback': {
     description: 'GET /callback/{provider}: completes a consent flow and stores the tokens',
     entry: 'functions/connect-callback.ts',
-    trigger: { kind: 'route', method: 'GET', path: '/callback/{provider}' },
+    // POST: the api_key / basic credentials form, which never puts a value in a URL.
+    trigger: { kind: 'route', methods: ['GET', 'POST'], path: '/callback/{provider}' },
     timeoutSeconds: 29,
     access: {
       items: {
@@ -167,14 +170,14 @@ export const brokerFunctionNames = Object.keys(brokerFunctions) as BrokerFunctio
 
 /** The HTTP API routes, from the catalog: what the stack and the offline runtime serve. */
 export function functionRoutes(): {
-  method: 'GET';
+  method: 'GET' | 'POST';
   path: string;
   functionName: BrokerFunctionName;
 }[] {
   return brokerFunctionNames.flatMap((functionName) => {
     const trigger: FunctionTrigger = brokerFunctions[functionName].trigger;
     return trigger.kind === 'route'
-      ? [{ method: trigger.method, path: trigger.path, functionName }]
+      ? trigger.methods.map((method) => ({ method, path: trigger.path, functionName }))
       : [];
   });
 }

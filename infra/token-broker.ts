@@ -36,8 +36,8 @@ import type { BrokerFunctionName } from './function-names.ts';
 import {
   brokerFunctionNames,
   brokerFunctions,
-  functionRoutes,
   type BrokerFunctionSpec,
+  type FunctionTrigger,
 } from './functions.ts';
 import {
   bindEnvelopeKey,
@@ -207,6 +207,8 @@ export class TokenBroker extends Construct {
 
     const secrets = new Map<string, secretsmanager.Secret>();
     for (const [providerId, provider] of Object.entries(config.providers)) {
+      // api_key / basic providers have no client secret: their credentials are the connection's.
+      if (protocolOf(provider).secretFields.length === 0) continue;
       secrets.set(
         providerId,
         this.providerSecret(config.secretsPrefix, providerId, provider, removalPolicy),
@@ -336,16 +338,15 @@ export class TokenBroker extends Construct {
     this.connectionsFunction = functions.connections;
     this.refresherFunction = functions.refresher;
 
-    const routes = functionRoutes().flatMap((route) =>
-      this.api.addRoutes({
-        path: route.path,
-        methods: [HttpMethod[route.method]],
-        integration: new HttpLambdaIntegration(
-          `${pascalCase(route.functionName)}Integration`,
-          functions[route.functionName],
-        ),
-      }),
-    );
+    const routes = brokerFunctionNames.flatMap((name) => {
+      const trigger: FunctionTrigger = brokerFunctions[name].trigger;
+      if (trigger.kind !== 'route') return [];
+      return this.api.addRoutes({
+        path: trigger.path,
+        methods: trigger.methods.map((method) => HttpMethod[method]),
+        integration: new HttpLambdaIntegration(`${pascalCase(name)}Integration`, functions[name]),
+      });
+    });
     NagSuppressions.addResourceSuppressions(routes, [
       {
         id: 'AwsSolutions-APIG4',

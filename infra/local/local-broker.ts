@@ -373,6 +373,7 @@ function ensureSandboxSecrets(
     if (provider.environment === 'sandbox' && !secrets[id]) {
       // The kind's fields: an id-like first one (client_id, api_key, consumer_key), secrets after.
       const [idField, ...secretFields] = protocolOf(provider, kinds).secretFields;
+      if (idField === undefined) continue; // api_key / basic: no provider secret
       secrets[id] = {
         [idField!]: `sandbox-${id}-${randomBytes(4).toString('hex')}`,
         ...Object.fromEntries(
@@ -414,6 +415,7 @@ function sandboxClients(
     if ((provider.catalog ?? provider.kind) !== sandbox) continue;
     // Each kind's first two secret fields: client_id/client_secret, api_key/api_secret, …
     const [idField, secretField] = protocolOf(provider, kinds).secretFields;
+    if (idField === undefined || secretField === undefined) continue;
     const clientId = secrets[id]?.[idField!];
     const clientSecret = secrets[id]?.[secretField!];
     if (clientId && clientSecret) clients.set(clientId, clientSecret);
