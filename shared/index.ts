@@ -1,4 +1,5 @@
-// The package's public surface for code that embeds or extends the broker.
+// The broker's surface for code in this repository that embeds or extends it. The npm package
+// publishes the client (shared/client/index.ts) and the construct (infra/cdk.ts) instead.
 export {
   createBroker,
   depsFromEnvironment,
