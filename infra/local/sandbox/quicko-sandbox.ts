@@ -58,7 +58,13 @@ export class QuickoSandbox extends SandboxProviderBase {
     this.count('login');
     const apiKey = request.query.get('api_key') ?? '';
     if (!this.clients.has(apiKey)) {
-      return sendPage(res, 400, 'Unknown app', '<p>No app with this <code>api_key</code>.</p>');
+      return sendPage(
+        res,
+        400,
+        'Unknown app',
+        '<p>No app with this <code>api_key</code>.</p>',
+        this.kind,
+      );
     }
     const redirect = decodeRedirect(
       request.query.get('redirect') ?? request.query.get('redirect_url') ?? '',
@@ -69,11 +75,18 @@ export class QuickoSandbox extends SandboxProviderBase {
         400,
         'Bad redirect',
         '<p>The <code>redirect</code> parameter must be an http(s) URL, base64-encoded or plain.</p>',
+        this.kind,
       );
     }
     const options = request.query.get('options');
     if (options !== null && !isBase64JsonObject(options)) {
-      return sendPage(res, 400, 'Bad options', '<p><code>options</code> must be base64 JSON.</p>');
+      return sendPage(
+        res,
+        400,
+        'Bad options',
+        '<p><code>options</code> must be base64 JSON.</p>',
+        this.kind,
+      );
     }
     const now = this.now();
     for (const [id, pending] of this.logins) if (pending.expiresAt <= now) this.logins.delete(id);
@@ -86,7 +99,13 @@ export class QuickoSandbox extends SandboxProviderBase {
       expiresAt: now + this.loginSeconds * 1000,
     };
     this.logins.set(loginId, login);
-    sendPage(res, 200, 'Sign in to Quicko (sandbox)', otpForm(request.baseUrl, loginId, login));
+    sendPage(
+      res,
+      200,
+      'Sign in to Quicko (sandbox)',
+      otpForm(request.baseUrl, loginId, login),
+      this.kind,
+    );
   }
 
   private verifyOtp(request: SandboxRequest, res: ServerResponse): void {
@@ -94,13 +113,15 @@ export class QuickoSandbox extends SandboxProviderBase {
     const form = new URLSearchParams(request.body);
     const loginId = form.get('login') ?? '';
     const login = this.pendingLogin(loginId);
-    if (!login) return sendPage(res, 400, 'Sign-in expired', '<p>Start again from the app.</p>');
+    if (!login)
+      return sendPage(res, 400, 'Sign-in expired', '<p>Start again from the app.</p>', this.kind);
     if (form.get('otp') !== login.otp) {
       return sendPage(
         res,
         401,
         'Wrong OTP',
         `<p>That OTP is not right; try again.</p>${otpForm(request.baseUrl, loginId, login)}`,
+        this.kind,
       );
     }
     login.verified = true;
@@ -116,6 +137,7 @@ export class QuickoSandbox extends SandboxProviderBase {
 <button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="cancel">Cancel</button>
 </form>`,
+      this.kind,
     );
   }
 
@@ -125,11 +147,11 @@ export class QuickoSandbox extends SandboxProviderBase {
     const loginId = form.get('login') ?? '';
     const login = this.pendingLogin(loginId);
     if (!login?.verified) {
-      return sendPage(res, 400, 'Sign-in expired', '<p>Start again from the app.</p>');
+      return sendPage(res, 400, 'Sign-in expired', '<p>Start again from the app.</p>', this.kind);
     }
     const decision = form.get('decision');
     if (decision !== 'allow' && decision !== 'cancel') {
-      return sendPage(res, 400, 'Choose', '<p>Allow or Cancel.</p>');
+      return sendPage(res, 400, 'Choose', '<p>Allow or Cancel.</p>', this.kind);
     }
     this.logins.delete(loginId);
     const target = new URL(login.redirect);

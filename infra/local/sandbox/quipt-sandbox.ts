@@ -129,6 +129,7 @@ export class QuiptSandbox extends SandboxProviderBase {
         400,
         'Unknown request',
         '<p>This authorization request is unknown, expired or already answered. Start again from the app.</p>',
+        this.kind,
       );
     }
     sendPage(
@@ -142,6 +143,7 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
 <button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
 </form>`,
+      this.kind,
     );
   }
 
@@ -151,9 +153,10 @@ ${escapeHtml(new URL(entry.callback).origin)}) asks to access your Quipt account
     const token = form.get('oauth_token') ?? '';
     const decision = form.get('decision');
     const entry = this.undecided(token);
-    if (!entry) return sendPage(res, 400, 'Unknown request', '<p>Start again from the app.</p>');
+    if (!entry)
+      return sendPage(res, 400, 'Unknown request', '<p>Start again from the app.</p>', this.kind);
     if (decision !== 'allow' && decision !== 'deny') {
-      return sendPage(res, 400, 'Choose', '<p>Allow or Deny.</p>');
+      return sendPage(res, 400, 'Choose', '<p>Allow or Deny.</p>', this.kind);
     }
     // §2.2: the parameters are appended to the callback's own query.
     const target = new URL(entry.callback);
