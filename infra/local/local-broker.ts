@@ -10,6 +10,7 @@ import {
   ResourceInUseException,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
+import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import dynalite from 'dynalite';
 import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
 import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
@@ -17,10 +18,12 @@ import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
+import { logger } from '../../shared/logger.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
 import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import { brokerFunctions, brokerFunctionNames, functionRoutes } from '../functions.ts';
+import { escapeHtml } from '../../shared/http/responses.ts';
 import {
   isWellEncodedPath,
   matchRoute,
@@ -30,7 +33,8 @@ import {
 } from './http-api-events.ts';
 import { lambdaContext, type LocalHandler } from './lambda-context.ts';
 import { invokeFunction, matchInvokePath } from './lambda-invoke-api.ts';
-import { serveLandingPage } from './landing-page.ts';
+import { sendLocalErrorPage, serveLandingPage } from './landing-page.ts';
+import { FileEventPublisher } from './local-events.ts';
 import { createSandboxes, type Sandboxes } from './sandbox/index.ts';
 import { assertStoreNotInUse, listen, StartUpError } from './start-up.ts';
 
@@ -190,7 +194,17 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     await new Promise<void>((done) => store.close(() => done()));
     throw error;
   }
-  const url = `http://localhost:${(server.address() as AddressInfo).port}`;
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://localhost:${port}`;
+  // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches this
+  // server as same-origin, but its requests still say `Host: evil.example:PORT`.
+  const ownHosts = new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
+  if (config.publicBaseUrl) ownHosts.add(new URL(config.publicBaseUrl).host);
+  // Kept across restarts with the store; in memory when the store is.
+  const events =
+    options.persist === false
+      ? new LogEventPublisher(logger)
+      : new FileEventPublisher(logger, join(dataDir, 'events.json'));
 
   const broker = createBroker({
     config: {
@@ -203,6 +217,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     tableName,
     keys: LocalKeyManager.fromEnvironmentOrFile(process.env, join(dataDir, 'local-master.key')),
     secrets: new SecretsFileBackend(secretsPath),
+    events,
     now,
     sandboxBaseUrl: `${url}/sandbox`,
     ...(options.kinds ? { kinds: options.kinds } : {}),
@@ -230,7 +245,6 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   schedule?.unref();
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const requestUrl = new URL(req.url ?? '/', url);
     const socket = req.socket;
     const body = await readBody(req);
     if (body === undefined) {
@@ -240,6 +254,17 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       res.writeHead(413, { connection: 'close' }).end();
       return;
     }
+    // Origin-form targets only (`/path?query`). An absolute-form one (`GET http://evil/`) is a
+    // proxy request, and would make `requestUrl` — and the links and redirects built from it —
+    // point at whatever host it names.
+    const target = req.url ?? '/';
+    if (!target.startsWith('/')) {
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('Bad request: this server takes only origin-form request targets (a path).\n');
+      return;
+    }
+    // Concatenated, not resolved: `//evil/x` is a path here, not a host.
+    const requestUrl = new URL(`${url}${target}`);
     // After the body is read, like every answer here: one left unread would be taken for the
     // next request on the connection.
     if (!isWellEncodedPath(requestUrl.pathname)) {
@@ -268,6 +293,19 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
         trackBackground,
       );
     }
+    // The Invoke API (above) is exempt: it refuses browsers by their Origin header, and a service
+    // may reach it by any name (BROKER_LISTEN_HOST widened, from a container).
+    const hostHeader = req.headers.host?.toLowerCase();
+    if (!hostHeader || !ownHosts.has(hostHeader)) {
+      sendLocalErrorPage(
+        res,
+        421,
+        'Wrong host',
+        `This broker answers browsers only as ${[...ownHosts].join(', ')} (a protection against DNS rebinding). Set publicBaseUrl to serve another host name.`,
+        `${url}/`,
+      );
+      return;
+    }
     const sandbox = /^\/sandbox\/([a-z]+)(\/.*)$/.exec(requestUrl.pathname);
     if (sandbox) {
       const provider = Object.hasOwn(sandboxes, sandbox[1]!)
@@ -287,12 +325,18 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
         );
       }
     }
-    const origin = req.headers.origin;
-    if (await serveLandingPage(broker, req.method ?? 'GET', requestUrl, body, res, origin)) return;
-    if (requestUrl.pathname === '/local/events' && broker.events instanceof LogEventPublisher) {
+    const landing = { broker, now, events: () => events.recent };
+    const landingRequest = {
+      method: req.method ?? 'GET',
+      url: requestUrl,
+      body,
+      origin: req.headers.origin,
+    };
+    if (await serveLandingPage(landing, landingRequest, res)) return;
+    if (requestUrl.pathname === '/local/events') {
       res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(broker.events.recent, null, 2));
+        .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+        .end(JSON.stringify(events.recent, null, 2));
       return;
     }
     if (requestUrl.pathname === '/sandbox/_stats') {
@@ -310,11 +354,13 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       const handler = params && functions[candidate.functionName];
       if (params && handler) {
         const event = toHttpApiEvent(req, requestUrl, body, candidate, params);
-        return sendHttpApiResult(
-          res,
-          (await handler(event, lambdaContext(candidate.functionName))) as never,
-        );
+        const result = await handler(event, lambdaContext(candidate.functionName));
+        return sendHttpApiResult(res, withLinkHome(result as never, `${url}/`));
       }
+    }
+    if (req.headers.accept?.includes('text/html')) {
+      sendLocalErrorPage(res, 404, 'Not found', 'Nothing is served at this address.');
+      return;
     }
     res
       .writeHead(404, { 'content-type': 'application/json' })
@@ -341,6 +387,23 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       dynamo.destroy();
       await new Promise<void>((done) => store.close(() => done()));
     },
+  };
+}
+
+/**
+ * The connect routes' error pages lead nowhere in AWS (the broker has no page of its own there);
+ * offline they get a link back to the landing page.
+ */
+function withLinkHome(result: APIGatewayProxyResultV2, home: string): APIGatewayProxyResultV2 {
+  if (typeof result !== 'object' || !result.body || (result.statusCode ?? 200) < 400) return result;
+  const type = String(result.headers?.['content-type'] ?? '');
+  if (!type.startsWith('text/html')) return result;
+  return {
+    ...result,
+    body: result.body.replace(
+      '</body>',
+      `<p><a href="${escapeHtml(home)}">← Back to the local broker</a></p></body>`,
+    ),
   };
 }
 
