@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
@@ -14,6 +14,15 @@ if (!haveChromium) {
   console.warn(
     `Chromium not found at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH): the landing-page browser tests are skipped.`,
   );
+}
+
+/** Collects the page's Content-Security-Policy violations (the console reports each). */
+function watchCsp(page: Page): string[] {
+  const violations: string[] = [];
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+  });
+  return violations;
 }
 
 let local: TestBroker;
@@ -53,6 +62,7 @@ afterAll(async () => {
 describe.skipIf(!haveChromium)('landing page in a real browser', () => {
   it('lists the providers; Connect for quicko goes through OTP and consent and comes back connected', async () => {
     const page = await browser.newPage();
+    const cspViolations = watchCsp(page);
     await page.goto(`${local.url}/`);
     await expect(page.locator('h1').textContent()).resolves.toMatch(/oauth-token-broker/);
     // Client-credentials providers have no Connect button; consent providers do.
@@ -79,6 +89,8 @@ describe.skipIf(!haveChromium)('landing page in a real browser', () => {
       headers: token.headers as Record<string, string>,
     });
     expect(api.status).toBe(200);
+    // Neither the landing page nor the sandbox's styled pages broke their own policy.
+    expect(cspViolations).toEqual([]);
     await page.close();
   });
 
@@ -118,7 +130,58 @@ describe.skipIf(!haveChromium)('landing page in a real browser', () => {
     await page.click('button[value=cancel]');
     await page.waitForURL(/status=error/);
     expect(new URL(page.url()).searchParams.get('error')).toBe('access_denied');
+    // The banner says which provider and connection it was about, in words.
+    await expect(page.locator('.banner.bad').textContent()).resolves.toMatch(
+      /Could not connect quicko \/ cancel-user: consent was cancelled at the provider/,
+    );
     expect(await page.locator('#connections tr', { hasText: 'cancel-user' }).count()).toBe(0);
+    await page.close();
+  });
+
+  it('lists a connection made elsewhere without a reload (the live section polls)', async () => {
+    const page = await browser.newPage();
+    const cspViolations = watchCsp(page);
+    await page.goto(`${local.url}/`);
+    expect(await page.locator('tr[data-connection="quiqup/default"]').count()).toBe(0);
+    // Marks this document: a reload would lose it.
+    await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 1));
+
+    await local.invoke({ provider: 'quiqup' }); // a service's first fetch creates the connection
+    const row = page.locator('tr[data-connection="quiqup/default"]');
+    await row.waitFor({ timeout: 15_000 });
+    await expect(row.textContent()).resolves.toMatch(/active.*in 1 h/s);
+    await expect(
+      page.locator('#events li', { hasText: 'Connection Created' }).first().textContent(),
+    ).resolves.toMatch(/quiqup \/ default/);
+    expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(
+      1,
+    );
+    expect(cspViolations).toEqual([]);
+    await page.close();
+  });
+
+  it('Disconnect asks for confirmation: Cancel keeps the connection, confirming deletes it', async () => {
+    await local.invoke({ provider: 'quiqup' });
+    const page = await browser.newPage();
+    const cspViolations = watchCsp(page);
+    await page.goto(`${local.url}/`);
+    const row = page.locator('tr[data-connection="quiqup/default"]');
+
+    await row.locator('text=Disconnect').click();
+    await expect(page.locator('h1').textContent()).resolves.toBe('Disconnect quiqup / default?');
+    await page.click('#cancel-disconnect');
+    await page.waitForURL(`${local.url}/`);
+    expect(await row.count()).toBe(1);
+    expect(await local.invoke({ provider: 'quiqup' })).toMatchObject({ ok: true });
+
+    await row.locator('text=Disconnect').click();
+    await page.click('#confirm-disconnect');
+    await page.waitForURL(/status=disconnected/);
+    await expect(page.locator('.banner.ok').textContent()).resolves.toMatch(
+      /Disconnected quiqup \/ default/,
+    );
+    expect(await row.count()).toBe(0);
+    expect(cspViolations).toEqual([]);
     await page.close();
   });
 });

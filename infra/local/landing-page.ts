@@ -78,7 +78,8 @@ export async function serveLandingPage(
     const nonce = randomBytes(16).toString('base64');
     const provider = url.searchParams.get('provider') ?? '';
     const connectionId = url.searchParams.get('connectionId') ?? '';
-    sendHtml(res, 200, nonce, renderDisconnectConfirmation(provider, connectionId, nonce));
+    const consent = context.broker.providers.get(provider)?.kind.grant === 'user_consent';
+    sendHtml(res, 200, nonce, renderDisconnectConfirmation(provider, connectionId, consent, nonce));
     return true;
   }
   if (method !== 'POST' || (path !== '/local/connect' && path !== '/local/disconnect')) {
@@ -335,13 +336,17 @@ setInterval(async () => {
 function renderDisconnectConfirmation(
   provider: string,
   connectionId: string,
+  consent: boolean,
   nonce: string,
 ): string {
+  const after = consent
+    ? 'a service asking for them gets <code>not_found</code> until the user connects again'
+    : 'the next token fetch mints new ones with the client credentials';
   return shell(
     'Disconnect?',
     nonce,
     `<div class="card"><h1>Disconnect ${escapeHtml(provider)} / ${escapeHtml(connectionId)}?</h1>
-<p>Its tokens are deleted; a service asking for them gets <code>not_found</code> until the user connects again.</p>
+<p>Its tokens are deleted; ${after}.</p>
 <form method="post" action="/local/disconnect">
 <input type="hidden" name="provider" value="${escapeHtml(provider)}">
 <input type="hidden" name="connectionId" value="${escapeHtml(connectionId)}">
