@@ -33,7 +33,7 @@ ${providers}
 Fetch a token through the Lambda Invoke API:
   curl -s ${local.url}/2015-03-31/functions/token/invocations -d '{"provider":"quidkey"}'
   aws lambda invoke --endpoint-url ${local.url} --function-name token \\
-    --cli-binary-format raw-in-base64-out --payload '{"provider":"quiqup"}' /dev/stdout
+    --cli-binary-format raw-in-base64-out --payload '{"provider":"quiqup"}' token.json && cat token.json
 
 Check it with the sandbox API (use the accessToken from the answer):
   curl -s ${local.url}/sandbox/quidkey/api/v1/me -H "Authorization: Bearer <accessToken>"
@@ -47,7 +47,7 @@ Connect; then fetch that connection's token (OAuth 1.0a providers sign a request
 The refresher runs every minute here (every refresh.scheduleMinutes in AWS); run it now with
   curl -s ${local.url}/2015-03-31/functions/refresher/invocations -d '{}'
 Lifecycle events: ${local.url}/local/events   Provider calls so far: ${local.url}/sandbox/_stats
-Stop with Ctrl-C.
+Stop with Ctrl-C; \`npm run reset\` then forgets the connections and events.
 `);
 // One line per provider that cannot work yet, and what to do; its calls answer
 // provider_misconfigured until then.
