@@ -78,7 +78,7 @@ export async function serveLandingPage(
     const nonce = randomBytes(16).toString('base64');
     const provider = url.searchParams.get('provider') ?? '';
     const connectionId = url.searchParams.get('connectionId') ?? '';
-    const consent = context.broker.providers.get(provider)?.kind.grant === 'user_consent';
+    const consent = hasConsentFlowFor(context.broker, provider);
     sendHtml(res, 200, nonce, renderDisconnectConfirmation(provider, connectionId, consent, nonce));
     return true;
   }
@@ -132,6 +132,12 @@ export async function serveLandingPage(
     res.writeHead(303, { ...landingHeaders(), location: back.toString() }).end();
   }
   return true;
+}
+
+/** A person connected it (consent, or the api_key / basic form): only they can connect it again. */
+function hasConsentFlowFor(broker: Broker, providerId: string): boolean {
+  const provider = broker.providers.get(providerId);
+  return provider !== undefined && provider.kind.variant !== 'client-credentials';
 }
 
 /** A refusal page of the offline runtime (bad Host, a refused form, not found): with a way back. */
