@@ -160,6 +160,17 @@ describe('landing page: requests from elsewhere', () => {
     expect(await local.itemCount()).toBe(before);
     expect(await local.invoke({ provider: 'quiqup' })).toMatchObject({ ok: true });
   });
+
+  it('takes a form POST from the page under any of its own names (127.0.0.1 as localhost)', async () => {
+    const body = form({ provider: 'quicko', connectionId: 'loopback-user' });
+    const answer = await rawRequest(
+      port(),
+      `POST /local/connect HTTP/1.1\r\nHost: 127.0.0.1:${port()}\r\nOrigin: http://127.0.0.1:${port()}\r\n` +
+        `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer.status).toBe(303);
+    expect(answer.text).toMatch(/location: http:\/\/localhost:\d+\/connect\/quicko\?session=/i);
+  });
 });
 
 describe('landing page: disconnect, banners, times', () => {

@@ -12,6 +12,8 @@ export interface LandingRequest {
   url: URL;
   body: string;
   origin: string | undefined;
+  /** The origin the browser sees this page at (localhost, 127.0.0.1, publicBaseUrl, …). */
+  pageOrigin: string;
 }
 
 export interface LandingContext {
@@ -87,7 +89,7 @@ export async function serveLandingPage(
   }
   // Only this page's own forms: a browser sends Origin with every form POST, so a missing one is
   // a request from elsewhere (or a script that can call the connections function anyway).
-  if (request.origin !== url.origin) {
+  if (request.origin !== request.pageOrigin) {
     const nonce = randomBytes(16).toString('base64');
     const reason =
       request.origin === undefined

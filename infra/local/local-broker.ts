@@ -199,7 +199,12 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reaches this
   // server as same-origin, but its requests still say `Host: evil.example:PORT`.
   const ownHosts = new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
-  if (config.publicBaseUrl) ownHosts.add(new URL(config.publicBaseUrl).host);
+  const publicOrigins = new Map<string, string>();
+  if (config.publicBaseUrl) {
+    const publicUrl = new URL(config.publicBaseUrl);
+    ownHosts.add(publicUrl.host);
+    publicOrigins.set(publicUrl.host, publicUrl.origin);
+  }
   // Kept across restarts with the store; in memory when the store is.
   const events =
     options.persist === false
@@ -331,6 +336,8 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       url: requestUrl,
       body,
       origin: req.headers.origin,
+      // Where the browser has this page: any of the runtime's own names.
+      pageOrigin: publicOrigins.get(hostHeader) ?? `http://${hostHeader}`,
     };
     if (await serveLandingPage(landing, landingRequest, res)) return;
     if (requestUrl.pathname === '/local/events') {
