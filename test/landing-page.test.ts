@@ -13,8 +13,8 @@ import { captureOutput, startTestBroker, type TestBroker } from './helpers/local
 const config = () =>
   parseConfig({
     providers: {
-      quiqup: { kind: 'quiqup', environment: 'sandbox' },
-      quicko: { kind: 'quicko', environment: 'sandbox' },
+      quiqup: { catalog: 'quiqup', environment: 'sandbox' },
+      quicko: { catalog: 'quicko', environment: 'sandbox' },
     },
   });
 
