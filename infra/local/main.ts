@@ -47,7 +47,7 @@ Connect; then fetch that connection's token (OAuth 1.0a providers sign a request
 The refresher runs every minute here (every refresh.scheduleMinutes in AWS); run it now with
   curl -s ${local.url}/2015-03-31/functions/refresher/invocations -d '{}'
 Lifecycle events: ${local.url}/local/events   Provider calls so far: ${local.url}/sandbox/_stats
-Stop with Ctrl-C; \`npm run reset\` then forgets the connections and events.
+Stop with Ctrl-C. Then \`npm run reset\` forgets the connections and events.
 `);
 // One line per provider that cannot work yet, and what to do; its calls answer
 // provider_misconfigured until then.
