@@ -7,7 +7,7 @@ export const metricNames = {
   tokenAnswers: 'TokenAnswers',
   /** Connections function answers, by `code`. */
   connectionsAnswers: 'ConnectionsAnswers',
-  /** Renewals that did not succeed, by `provider` and `outcome` (failed, needs_reauth). */
+  /** Renewals by `provider` and `outcome`: renewed, failed, needs_reauth. */
   renewals: 'Renewals',
   /** Connections that became needs_reauth, by `provider`. */
   needsReauth: 'NeedsReauthTransitions',

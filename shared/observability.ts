@@ -45,6 +45,14 @@ export function countRefresherRun(summary: RefreshSummary): void {
   target.publishStoredMetrics();
 }
 
+/** One renewal that stored new tokens (a refresh, a re-mint or a first mint), by provider. */
+export function countRenewed(providerId: string): void {
+  const target = metrics()?.singleMetric();
+  if (!target) return;
+  target.addDimensions({ provider: providerId, outcome: 'renewed' });
+  target.addMetric(metricNames.renewals, MetricUnit.Count, 1);
+}
+
 /**
  * Publishes as `inner` does, and counts failed renewals and needs_reauth transitions by provider
  * from the same events (one source of truth for what happened to a connection).

@@ -12,6 +12,7 @@ import {
 import { publishSafely, type EventPublisher, type LifecycleEvent } from './events.ts';
 import type { BrokerLogger } from './logger.ts';
 import { describeError } from './middleware.ts';
+import { countRenewed } from './observability.ts';
 import type { ResolvedProvider } from './providers/resolve.ts';
 import type { TokenSet } from './providers/types.ts';
 import type { Claim, Connection, ConnectionStore, ReadItem } from './store/connection-store.ts';
@@ -172,6 +173,18 @@ export function waitPollMs(
  * See docs/architecture.md, "The refresh protocol".
  */
 export async function refreshConnection(
+  deps: RefreshDeps,
+  provider: ResolvedProvider,
+  connectionId: string,
+  options: RefreshOptions,
+): Promise<RefreshResult> {
+  const result = await runRefreshProtocol(deps, provider, connectionId, options);
+  // Failures and needs_reauth are counted from their lifecycle events; a success has none.
+  if (result.outcome === 'renewed' || result.outcome === 'created') countRenewed(provider.id);
+  return result;
+}
+
+async function runRefreshProtocol(
   deps: RefreshDeps,
   provider: ResolvedProvider,
   connectionId: string,

@@ -341,6 +341,10 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
       CloudWatchMetrics: [{ Namespace: environment.POWERTOOLS_METRICS_NAMESPACE }],
     });
     expect(environment.POWERTOOLS_METRICS_NAMESPACE).toBe('oauth-token-broker/moto');
+    // The first mint counted as a renewal of its provider.
+    expect(emf(output, 'Renewals')).toEqual([
+      expect.objectContaining({ provider: 'quidkey', outcome: 'renewed', Renewals: 1 }),
+    ]);
 
     // The item in moto holds the tokens only as an envelope, wrapped by the moto KMS key.
     const item = (
@@ -375,6 +379,9 @@ describe.skipIf(!motoUrl)('the deployed stack, played on moto', () => {
     // The heartbeat the refresher-heartbeat alarm waits for, with the run's figures.
     expect(emf(output, 'RefresherRuns')).toEqual([
       expect.objectContaining({ RefresherRuns: 1, RefresherDue: 1, RefresherRefreshed: 1 }),
+    ]);
+    expect(emf(output, 'Renewals')).toEqual([
+      expect.objectContaining({ provider: 'quidkey', outcome: 'renewed', Renewals: 1 }),
     ]);
     expect(output).not.toContain('lifecycle event not published');
 
