@@ -39,6 +39,19 @@ describe('connections function: get, list, delete', () => {
     expect(text).not.toContain('tokens');
   });
 
+  it('does not show a first mint still under way (its claim) as a connection', async () => {
+    const now = local.clock.now();
+    await local.broker.store.claim('quiqup', 'claimed-only', 'some-holder', now, 8_000);
+    expect(
+      await connections({ action: 'get', provider: 'quiqup', connectionId: 'claimed-only' }),
+    ).toMatchObject({ ok: false, error: { code: 'not_found' } });
+    const page = (await connections({ action: 'list', provider: 'quiqup', limit: 50 })) as {
+      connections: { connectionId: string }[];
+    };
+    expect(page.connections.map((c) => c.connectionId)).not.toContain('claimed-only');
+    await connections({ action: 'delete', provider: 'quiqup', connectionId: 'claimed-only' });
+  });
+
   it('lists one provider page by page through the index, without a Scan', async () => {
     const now = local.clock.now();
     for (let i = 0; i < 7; i += 1) {

@@ -31,7 +31,7 @@ export interface ConnectionSummary {
 interface SummaryItem {
   provider: string;
   connectionId: string;
-  status: ConnectionStatus;
+  status: ConnectionStatus | 'pending';
   version: number;
   accessTokenExpiresAt?: number;
   refreshTokenExpiresAt?: number;
@@ -71,7 +71,8 @@ export class ConnectionDirectory {
         ConsistentRead: true,
       }),
     );
-    return out.Item ? toSummary(out.Item as SummaryItem) : undefined;
+    const item = out.Item as SummaryItem | undefined;
+    return item && isConnection(item) ? toSummary(item) : undefined;
   }
 
   /** The item's version, read without its tokens; undefined when there is no such connection. */
@@ -100,7 +101,7 @@ export class ConnectionDirectory {
       }),
     );
     return {
-      connections: (out.Items ?? []).map((item) => toSummary(item as SummaryItem)),
+      connections: ((out.Items ?? []) as SummaryItem[]).filter(isConnection).map(toSummary),
       ...(out.LastEvaluatedKey ? { nextCursor: encodeCursor(out.LastEvaluatedKey) } : {}),
     };
   }
@@ -117,9 +118,16 @@ const projection = {
   names: Object.fromEntries(projectedNames.map((name, i) => [`#a${i}`, name])),
 };
 
+/**
+ * A `pending` item is a first mint's claim (the refresh protocol's, under way for a few seconds
+ * at most): no connection exists until its tokens are stored, so callers do not see it.
+ */
+const isConnection = (item: SummaryItem): item is SummaryItem & { status: ConnectionStatus } =>
+  item.status !== 'pending';
+
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 
-function toSummary(item: SummaryItem): ConnectionSummary {
+function toSummary(item: SummaryItem & { status: ConnectionStatus }): ConnectionSummary {
   return {
     provider: item.provider,
     connectionId: item.connectionId,
