@@ -74,8 +74,8 @@ export async function benchColdStart(options: ColdStartOptions): Promise<Workloa
       workload,
       metric: 'import ratio token / hello-world',
       measured: times(ratio),
-      goal: '≤ 1.50×',
-      met: ratio <= 1.5,
+      goal: '≤ 1.20×',
+      met: ratio <= 1.2,
     },
   );
 
