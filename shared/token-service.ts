@@ -231,7 +231,7 @@ async function answer(
     headers: {
       ...provider.headers,
       ...(await provider.kind.apiHeaders?.(provider.context)),
-      Authorization: authorization,
+      ...(provider.kind.tokenHeaders?.(tokens) ?? { Authorization: authorization }),
     },
     ...metadataOf(tokens),
   };

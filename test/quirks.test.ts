@@ -80,6 +80,15 @@ beforeAll(async () => {
       res.writeHead(302, { location: back.toString() }).end();
       return;
     }
+    if (url.pathname === '/header-api/me') {
+      // An API that takes its access token bare in a header of its own (Shopify's Admin API:
+      // X-Shopify-Access-Token) and refuses an Authorization header.
+      const sent = req.headers['x-shopify-access-token'];
+      const accepted =
+        typeof sent === 'string' && /^at-\d+$/.test(sent) && !req.headers.authorization;
+      res.writeHead(accepted ? 200 : 401).end();
+      return;
+    }
     const contentType = req.headers['content-type'];
     const body = contentType?.includes('json')
       ? (JSON.parse(text) as Record<string, unknown>)
@@ -130,6 +139,7 @@ beforeAll(async () => {
     'no-expiry': cc('no-expiry', { defaultExpiresInSeconds: 7200 }),
     'no-expiry-unknown': cc('no-expiry'),
     'odd-type': cc('odd-type', { tokenType: 'Token' }),
+    'token-header': cc('rfc', { accessTokenHeader: 'X-Shopify-Access-Token' }),
     'scope-again': cc('rfc', { scopes: ['read', 'write'], refreshSendsScope: true }),
     'scope-once': cc('rfc', { scopes: ['read', 'write'] }),
     'extra-params': cc('rfc', { tokenParams: { audience: 'https://api.example/' } }),
@@ -246,6 +256,20 @@ describe('reading the answer', () => {
     const answer = await token('odd-type');
     expect(answer).toMatchObject({ ok: true, tokenType: 'Token' });
     expect(answer.authorization).toBe(`Token ${answer.accessToken as string}`);
+  });
+});
+
+describe('accessTokenHeader: an API that wants the token in a header of its own', () => {
+  it('puts the bare token in that header instead of Authorization, and the API takes it', async () => {
+    const answer = await token('token-header');
+    expect(answer).toMatchObject({ ok: true });
+    const headers = answer.headers as Record<string, string>;
+    expect(headers).toEqual({ 'X-Shopify-Access-Token': answer.accessToken });
+    expect((await fetch(`${base}/header-api/me`, { headers })).status).toBe(200);
+    // The default (Authorization: Bearer …) is what such an API refuses.
+    const plain = (await token('form-basic')).headers as Record<string, string>;
+    expect(plain).toHaveProperty('Authorization');
+    expect((await fetch(`${base}/header-api/me`, { headers: plain })).status).toBe(401);
   });
 });
 

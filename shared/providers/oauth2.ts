@@ -185,6 +185,13 @@ export const oauth2Fields = {
         'HTTP statuses of a refused refresh that mean the refresh token is gone (besides an invalid_grant answer), for servers that answer a dead refresh token with e.g. 401.',
     }),
   ),
+  accessTokenHeader: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z][A-Za-z0-9-]{0,63}$',
+      description:
+        "The header that carries the access token, bare, on API calls instead of Authorization (Shopify: X-Shopify-Access-Token); the token answer's headers then hold it there.",
+    }),
+  ),
   tokenType: Type.Optional(
     Type.String({
       pattern: '^[A-Za-z][A-Za-z0-9_-]{0,31}$',
@@ -684,6 +691,7 @@ function clientCredentials(config: OAuth2Config): ClientCredentialsProtocol<OAut
   return {
     kind: 'oauth2',
     variant: 'client-credentials',
+    ...tokenHeadersOf(config),
     secretFields: ['client_id', 'client_secret'],
     /** RFC 6749 §4.4.2; repeating a mint is harmless, so it is retried like any safe call. */
     mint: async (ctx) => {
@@ -712,12 +720,21 @@ function clientCredentials(config: OAuth2Config): ClientCredentialsProtocol<OAut
   };
 }
 
+/** `accessTokenHeader`: the token goes bare in that header, and no Authorization is sent. */
+function tokenHeadersOf(config: OAuth2Config): {
+  tokenHeaders?: (tokens: TokenSet) => Record<string, string>;
+} {
+  const name = config.accessTokenHeader;
+  return name ? { tokenHeaders: (tokens) => ({ [name]: tokens.accessToken }) } : {};
+}
+
 function authorizationCode(config: OAuth2Config): UserConsentProtocol<OAuth2Config> {
   const { server, refresh } = protocolSteps(config);
   return {
     kind: 'oauth2',
     variant: 'user-consent',
     secretFields: ['client_id', 'client_secret'],
+    ...tokenHeadersOf(config),
 
     /** The authorization request (RFC 6749 §4.1.1) with a PKCE S256 challenge (RFC 7636 §4.3). */
     startConsent: async (ctx, input) => {

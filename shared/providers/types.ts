@@ -115,6 +115,11 @@ interface ProtocolBase<C> {
   /** The Authorization header value for the access token (default `<tokenType> <token>`). */
   authorization?(tokens: TokenSet): string;
   /**
+   * The headers that carry the access token on API calls, for APIs that want it somewhere else
+   * than Authorization (default: `Authorization` with the value above).
+   */
+  tokenHeaders?(tokens: TokenSet): Record<string, string>;
+  /**
    * Headers besides Authorization that the provider's API wants on every call (e.g. an
    * `x-api-key` and `x-api-version`). Identifiers only: never a secret.
    */
