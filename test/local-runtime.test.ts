@@ -110,7 +110,12 @@ describe('offline runtime: Lambda Invoke API', () => {
       '0\r\n\r\n',
       next,
     ]);
-    expect(chunked.text).toMatch(/^HTTP\/1\.1 413 /);
+    // Closed by the server, never kept open for the next request. While the client is still
+    // sending its body, the close can reach it as a reset that drops the 413 it had not read
+    // yet (the kernel resets a socket closed with unread data): so no answer, or the 413 alone.
+    expect(chunked.closedByServer).toBe(true);
+    expect(chunked.text).toMatch(/^(HTTP\/1\.1 413 [^]*)?$/);
+    expect(chunked.text.match(/HTTP\/1\.1 /g)?.length ?? 0).toBeLessThanOrEqual(1);
     // The runtime still answers on a new connection.
     expect((await fetch(`${local.url}/local/events`)).status).toBe(200);
   });
