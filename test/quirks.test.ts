@@ -143,6 +143,14 @@ beforeAll(async () => {
     'scope-again': cc('rfc', { scopes: ['read', 'write'], refreshSendsScope: true }),
     'scope-once': cc('rfc', { scopes: ['read', 'write'] }),
     'extra-params': cc('rfc', { tokenParams: { audience: 'https://api.example/' } }),
+    'user-scope': {
+      kind: 'oauth2',
+      authorizationUrl: `${base}/authorize`,
+      tokenUrl: `${base}/rfc/token`,
+      scopes: ['chat:write', 'users:read'],
+      scopeSeparator: ',',
+      scopeParam: 'user_scope',
+    },
     tenant: {
       kind: 'oauth2',
       authorizationUrl: `${base}/{tenant}/authorize`,
@@ -381,6 +389,25 @@ describe('connection params, authorization params and callback metadata (authori
     expect(renewed).toMatchObject({ ok: true, metadata: { realmId: 'R-42' } });
     expect(requests.map((request) => request.path)).toEqual(['/acme/instance/token']);
     expect(requests[0]!.body).toMatchObject({ grant_type: 'refresh_token' });
+  });
+
+  it('scopeParam: the scopes go in the parameter the server reads (user_scope), not scope', async () => {
+    const session = await local.invokeFunction('connections', {
+      action: 'createConnectSession',
+      provider: 'user-scope',
+      connectionId: 'frank',
+      returnTo: APP,
+    });
+    expect(session.ok).toBe(true);
+    const browser = new TestBrowser();
+    const start = await browser.request(session.url as string);
+    expect(start.status).toBe(302);
+    const authorize = new URL(start.headers.get('location')!);
+    expect(authorize.searchParams.get('user_scope')).toBe('chat:write,users:read');
+    expect(authorize.searchParams.has('scope')).toBe(false);
+    const back = await fetch(authorize, { redirect: 'manual' });
+    const done = await browser.request(back.headers.get('location')!);
+    expect(new URL(done.headers.get('location')!).searchParams.get('status')).toBe('connected');
   });
 
   it('refuses a missing, malformed or undeclared param at createConnectSession', async () => {

@@ -88,6 +88,13 @@ export const oauth2Fields = {
       description: 'Between scopes in the request: " " (default, the RFC); some servers want ",".',
     }),
   ),
+  scopeParam: Type.Optional(
+    Type.String({
+      pattern: '^[a-z][a-z0-9_]{0,31}$',
+      description:
+        'The authorization request parameter that carries the scopes, for servers that read them from another name than scope (Slack user tokens: user_scope).',
+    }),
+  ),
   clientAuthentication: Type.Optional(
     Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
       description:
@@ -758,7 +765,7 @@ function authorizationCode(config: OAuth2Config): UserConsentProtocol<OAuth2Conf
       url.searchParams.set('client_id', secret.client_id!);
       url.searchParams.set('redirect_uri', input.callbackUrl);
       url.searchParams.set('state', input.state);
-      if (scope) url.searchParams.set('scope', scope);
+      if (scope) url.searchParams.set(ctx.config.scopeParam ?? 'scope', scope);
       if (ctx.config.pkce === false) return { authorizationUrl: url.toString() };
       const codeVerifier = oauth.generateRandomCodeVerifier();
       url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(codeVerifier));
