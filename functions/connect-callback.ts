@@ -12,8 +12,9 @@ import { observability } from '../shared/middleware.ts';
 
 /**
  * `GET /callback/{provider}` (connect-callback), and `POST` from our credentials form: finds the
- * flow, checks this browser's cookie, consumes the flow once, exchanges and stores the tokens, then sends the browser to `returnTo`
- * with `status=connected` or `status=error&error=<code>` (or shows a page when there is none).
+ * flow, checks this browser's cookie, consumes the flow once, exchanges and stores the tokens,
+ * then sends the browser to `returnTo` with `status=connected` or `status=error&error=<code>` (or
+ * shows a page when there is none).
  */
 export const handler = middy<APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2>()
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.

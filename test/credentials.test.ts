@@ -255,3 +255,29 @@ describe('the landing page', () => {
     expect(html).not.toContain('id="connect-quiqup"');
   });
 });
+
+describe('credentials entries: configuration', () => {
+  it('refuses an entry that would put a secret credential in the verification URL', () => {
+    const entry = {
+      kind: 'api_key',
+      credentialFields: { apiKey: { label: 'API key', secret: true } },
+      headers: { 'X-API-Key': '{credentials.apiKey}' },
+      apiBaseUrl: 'https://api.example.com',
+      verify: {
+        method: 'GET',
+        url: '{apiBaseUrl}/me?key={credentials.apiKey}',
+        expectStatus: [200],
+      },
+    };
+    expect(() => parseConfig({ providers: { leaky: entry } })).toThrow(
+      /providers\.leaky.*verify\.url: apiKey is a secret field/,
+    );
+    // A field that is not secret (an account id) may be in the path, as Twilio's is.
+    const account = {
+      ...entry,
+      credentialFields: { ...entry.credentialFields, account: { label: 'Account', secret: false } },
+      verify: { ...entry.verify, url: '{apiBaseUrl}/accounts/{credentials.account}' },
+    };
+    expect(() => parseConfig({ providers: { fine: account } })).not.toThrow();
+  });
+});

@@ -201,13 +201,24 @@ function credentialsProtocol(
   };
 }
 
+/** A secret never goes into a URL we build (URLs reach logs and error chains): headers only. */
+function secretInVerifyUrl(config: CredentialsConfig): string | undefined {
+  const secret = Object.entries(config.credentialFields).find(
+    ([name, field]) => field.secret && config.verify?.url.includes(`{credentials.${name}}`),
+  );
+  return secret
+    ? `verify.url: ${secret[0]} is a secret field; send it in a header, never in the URL`
+    : undefined;
+}
+
 export const apiKey: ProviderKind<ApiKeyConfig> = {
   kind: 'api_key',
   configSchema: apiKeySchema,
   checkEntry: (config) =>
-    Object.values(config.headers ?? {}).some((value) => value.includes('{credentials.'))
+    secretInVerifyUrl(config) ??
+    (Object.values(config.headers ?? {}).some((value) => value.includes('{credentials.'))
       ? undefined
-      : 'headers: an api_key entry sends the key in a header, e.g. {"X-API-Key": "{credentials.apiKey}"}',
+      : 'headers: an api_key entry sends the key in a header, e.g. {"X-API-Key": "{credentials.apiKey}"}'),
   protocol: () => credentialsProtocol('api_key'),
 };
 
@@ -215,8 +226,9 @@ export const basic: ProviderKind<BasicConfig> = {
   kind: 'basic',
   configSchema: basicSchema,
   checkEntry: (config) =>
-    config.credentialFields.username && config.credentialFields.password
+    secretInVerifyUrl(config) ??
+    (config.credentialFields.username && config.credentialFields.password
       ? undefined
-      : 'credentialFields: a basic entry has username and password',
+      : 'credentialFields: a basic entry has username and password'),
   protocol: () => credentialsProtocol('basic'),
 };
