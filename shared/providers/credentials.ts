@@ -41,7 +41,7 @@ export const credentialFields = {
       {
         method: Type.Union([Type.Literal('GET'), Type.Literal('POST')]),
         url: urlTemplate(
-          'The request that proves the credentials work; may use {apiBaseUrl}, {baseUrl}, {credentials.<field>} and connection params.',
+          'The request that proves the credentials work; may use {apiBaseUrl}, {baseUrl}, connection params and {credentials.<field>} of fields that are not secret (secrets go in headers).',
         ),
         expectStatus: Type.Array(Type.Integer({ minimum: 200, maximum: 399 }), {
           minItems: 1,
