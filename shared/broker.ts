@@ -11,7 +11,7 @@ import { KmsKeyManager } from './crypto/kms-key-manager.ts';
 import { LocalKeyManager } from './crypto/local-key-manager.ts';
 import { ConfigError } from './errors.ts';
 import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './events.ts';
-import { CountingEventPublisher, tracer } from './observability.ts';
+import { CountingEventPublisher, traced } from './observability.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import type { ProviderHttpOptions } from './providers/http.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
@@ -150,7 +150,7 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
   const local = (env.BROKER_MODE ?? (env.AWS_LAMBDA_FUNCTION_NAME ? 'aws' : 'local')) === 'local';
 
   const keys = env.BROKER_KMS_KEY_ID
-    ? new KmsKeyManager(tracer.captureAWSv3Client(new KMSClient({})), env.BROKER_KMS_KEY_ID)
+    ? new KmsKeyManager(traced(new KMSClient({})), env.BROKER_KMS_KEY_ID)
     : local
       ? LocalKeyManager.fromEnvironmentOrFile(
           env,
@@ -163,17 +163,14 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
   const secrets = secretsFile
     ? new SecretsFileBackend(resolve(secretsFile))
     : new SecretsManagerBackend(
-        tracer.captureAWSv3Client(new SecretsManagerClient({})),
+        traced(new SecretsManagerClient({})),
         env.BROKER_SECRETS_PREFIX ?? config.secretsPrefix,
       );
 
   // Failed renewals and needs_reauth transitions are counted (metrics) from the events themselves.
   const events = new CountingEventPublisher(
     env.BROKER_EVENT_BUS
-      ? new EventBridgePublisher(
-          tracer.captureAWSv3Client(new EventBridgeClient({})),
-          env.BROKER_EVENT_BUS,
-        )
+      ? new EventBridgePublisher(traced(new EventBridgeClient({})), env.BROKER_EVENT_BUS)
       : new LogEventPublisher(defaultLogger),
   );
 
@@ -182,7 +179,7 @@ export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): Broke
     config: env.BROKER_PUBLIC_BASE_URL
       ? { ...config, publicBaseUrl: env.BROKER_PUBLIC_BASE_URL }
       : config,
-    dynamo: tracer.captureAWSv3Client(new DynamoDBClient({})),
+    dynamo: traced(new DynamoDBClient({})),
     tableName,
     keys,
     secrets,

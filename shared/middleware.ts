@@ -1,5 +1,4 @@
 import type middy from '@middy/core';
-import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { isRefusal, toPublicError } from './errors.ts';
 import { logger } from './logger.ts';
 import { countAnswer, countRefresherRun, tracer } from './observability.ts';
@@ -10,12 +9,23 @@ export interface InvokeErrorAnswer {
   error: { code: string; message: string };
 }
 
-/** The invocation as an X-Ray trace (Powertools Tracer), never with its response (it carries tokens). */
-export function observability(): middy.MiddlewareObj<unknown, unknown> {
-  return captureLambdaHandler(tracer, { captureResponse: false }) as middy.MiddlewareObj<
-    unknown,
-    unknown
-  >;
+// Loaded with the Tracer, only where it traces (shared/observability.ts says why).
+const captureLambdaHandler = tracer
+  ? (await import('@aws-lambda-powertools/tracer/middleware')).captureLambdaHandler
+  : undefined;
+
+/**
+ * The invocation as an X-Ray trace (Powertools Tracer), never with its response (it carries
+ * tokens); no middleware where tracing is off.
+ */
+export function observability(): middy.MiddlewareObj<unknown, unknown>[] {
+  if (!tracer || !captureLambdaHandler) return [];
+  return [
+    captureLambdaHandler(tracer, { captureResponse: false }) as middy.MiddlewareObj<
+      unknown,
+      unknown
+    >,
+  ];
 }
 
 /** Thrown so Lambda counts an invocation as failed: a generic message, the details in the log. */
