@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { FormatRegistry, Type, type Static, type TSchema } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
+import { FormatRegistry, type Static, type TSchema } from '@sinclair/typebox';
 // The two operations used, not the `Value` namespace: it pulls every value operation into each
 // function's bundle (about 30 KB minified that Node parses on every cold start).
 import { Errors } from '@sinclair/typebox/errors';

@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
 import { InvalidRequestError, NotFoundError } from '../errors.ts';
 import { publishSafely, type EventPublisher } from '../events.ts';
 import type { BrokerLogger } from '../logger.ts';

@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
 // Check alone, not the Value namespace: that would pull every value operation into the bundle.
 import { Check } from '@sinclair/typebox/value';
 import { InvalidRequestError } from '../errors.ts';

@@ -1,4 +1,5 @@
-import { Type, type TObject, type TSchema } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
+import type { TObject, TSchema } from '@sinclair/typebox';
 import { catalogFiles } from './catalog/index.ts';
 
 /**

@@ -1,4 +1,5 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
 
 /**
  * Plain http only on loopback, for a server the tests (or a developer) run locally; tokens and

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import { Type, type Static } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
 import {
   AccessDeniedError,
   InvalidRequestError,

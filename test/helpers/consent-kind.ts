@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Type } from '@sinclair/typebox';
+import * as Type from '@sinclair/typebox';
 import { commonProviderFields } from '../../shared/providers/common.ts';
 import { parseConfig } from '../../shared/config.ts';
 import {
