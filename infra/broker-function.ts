@@ -48,6 +48,15 @@ export const brokerRuntime = lambda.Runtime.NODEJS_24_X;
 /** The file in each function's asset that holds the validated configuration (shared/config.ts). */
 export const configFileName = 'broker.config.json';
 
+/**
+ * Dependencies of dependencies that no broker code path reaches, replaced in the bundles by a
+ * module that throws if it ever is: each is bytes Node parses, and work it does, at every cold
+ * start (the `cold start` bench workload). test/bundle-tracing.test.ts runs the token bundle traced.
+ */
+export const bundleAliases = {
+  semver: fileURLToPath(new URL('./bundling/semver-unbundled.ts', import.meta.url)),
+} as const;
+
 /** esbuild's options for one handler: `entry` (a .ts file) into `outfile` (…/index.mjs). */
 export function handlerBuildOptions(entry: string, outfile: string): BuildOptions {
   return {
@@ -63,6 +72,7 @@ export function handlerBuildOptions(entry: string, outfile: string): BuildOption
     sourcemap: brokerBundling.sourceMap,
     sourcesContent: brokerBundling.sourcesContent,
     external: [...brokerBundling.externalModules],
+    alias: { ...bundleAliases },
     logLevel: 'warning',
   };
 }

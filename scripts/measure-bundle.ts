@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build, type Metafile } from 'esbuild';
-import { brokerBundling, brokerRuntime } from '../infra/broker-function.ts';
+import { brokerBundling, brokerRuntime, handlerBuildOptions } from '../infra/broker-function.ts';
 
 // Inside the project so the external variant resolves @aws-sdk/* from node_modules.
 const outRoot = resolve('node_modules/.cache/measure-bundle');
@@ -49,22 +49,11 @@ export async function bundleWithStackSettings(
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   const outfile = join(outdir, 'index.mjs');
-  // The same flags NodejsFunction passes to the esbuild CLI for brokerBundling.
+  // The options the stack builds each function with (infra/broker-function.ts).
   const result = await build({
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'node',
-    target: brokerRuntime.name.replace(/^nodejs(\d+)\.x$/, 'node$1'),
-    format: brokerBundling.format,
-    mainFields: [...brokerBundling.mainFields],
-    banner: { js: brokerBundling.banner },
-    minify: brokerBundling.minify,
-    sourcemap: brokerBundling.sourceMap,
-    sourcesContent: brokerBundling.sourcesContent,
+    ...handlerBuildOptions(entry, outfile),
     external: externalModules,
-    outfile,
     metafile: true,
-    logLevel: 'warning',
   });
   const bundle = readFileSync(outfile);
   return {
