@@ -25,7 +25,6 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { parseConfig, type BrokerConfig } from '../shared/config.ts';
 import { eventSource } from '../shared/events.ts';
-import { withoutCatalogFields } from '../shared/providers/catalog.ts';
 import { protocolOf } from '../shared/providers/registry.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { refresherTimeoutSeconds } from '../shared/refresher.ts';
@@ -547,18 +546,15 @@ function readConfig(config: TokenBrokerProps['config']): BrokerConfig {
 }
 
 /**
- * The validated configuration as the functions read it from their asset. It holds no secrets
- * (those are named by provider id and read from Secrets Manager); the public URL, known only at
- * deploy time, arrives separately as BROKER_PUBLIC_BASE_URL.
+ * The validated configuration as the functions read it from their asset (loadDeployedConfig):
+ * parseConfig's result, with the defaults and the catalog entries filled in, so the functions
+ * need neither the validator nor the catalog in their bundles. It holds no secrets (those are
+ * named by provider id and read from Secrets Manager); the public URL, known only at deploy time,
+ * arrives separately as BROKER_PUBLIC_BASE_URL.
  */
 function deployedConfigJson(config: BrokerConfig): string {
-  const { $schema: _schema, publicBaseUrl: _publicBaseUrl, ...rest } = config;
-  // Catalog-based entries ship as written (the catalog id and overrides): the functions merge
-  // the catalog, which is part of their code, again when they read the configuration.
-  const providers = Object.fromEntries(
-    Object.entries(rest.providers).map(([id, entry]) => [id, withoutCatalogFields(entry)]),
-  );
-  return JSON.stringify({ ...rest, providers });
+  const { $schema: _schema, publicBaseUrl: _publicBaseUrl, ...deployed } = config;
+  return JSON.stringify(deployed);
 }
 
 export function pascalCase(id: string): string {

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { format, resolveConfig } from 'prettier';
+import { deployedConfigSchema } from '../shared/config.ts';
 import { tokenRequestSchema } from '../shared/token-service.ts';
 
 export const requestChecksFile = 'shared/generated/request-checks.ts';
@@ -18,6 +19,7 @@ export const requestChecksFile = 'shared/generated/request-checks.ts';
 /** Each generated check, by the name it is exported under. */
 const compiledSchemas: Record<string, TSchema> = {
   checkTokenRequest: tokenRequestSchema,
+  checkDeployedConfig: deployedConfigSchema,
 };
 
 export async function requestChecksSource(): Promise<string> {
@@ -29,7 +31,12 @@ export async function requestChecksSource(): Promise<string> {
     ].join('\n'),
   ];
   for (const [name, schema] of Object.entries(compiledSchemas)) {
-    const code = TypeCompiler.Code(schema, [], { language: 'typescript' });
+    // Two fixes to TypeBox's TypeScript output for arrays and records: it annotates a for…of
+    // variable (`for (const value: any of …)`), which TypeScript refuses, and a record's values
+    // come out of Object.entries as `unknown`; both are `any`, as the value they came from.
+    const code = TypeCompiler.Code(schema, [], { language: 'typescript' })
+      .replaceAll(/for\s*\(\s*const (\w+): any of /g, 'for (const $1 of ')
+      .replaceAll('Object.entries(', 'Object.entries<any>(');
     parts.push(
       `export const ${name}: (value: unknown) => boolean = (function () {\n${code}\n})();`,
     );

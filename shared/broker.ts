@@ -4,7 +4,8 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { loadConfig, type BrokerConfig } from './config.ts';
+import type { BrokerConfig } from './config.ts';
+import { loadDeployedConfig } from './deployed-config.ts';
 import { Envelope } from './crypto/envelope.ts';
 import type { KeyManager } from './crypto/key-manager.ts';
 import { KmsKeyManager } from './crypto/kms-key-manager.ts';
@@ -131,7 +132,9 @@ function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Builds the broker's ports from the environment, the same way in Lambda and offline:
+ * Builds the broker's ports from the environment, as a deployed function does:
+ * - the configuration as the TokenBroker construct deployed it (`loadDeployedConfig`: the file in
+ *   `LAMBDA_TASK_ROOT`, or `BROKER_CONFIG_JSON`).
  * - `BROKER_TABLE_NAME` (required): the token table. The DynamoDB client honours the standard
  *   endpoint settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`), which is how the offline
  *   runtime and tests point it at the embedded store or moto.
@@ -144,9 +147,9 @@ function defaultSandboxBaseUrl(env: NodeJS.ProcessEnv = process.env): string {
  * - `BROKER_EVENT_BUS` → lifecycle events to that EventBridge bus; otherwise to the log.
  */
 export function depsFromEnvironment(env: NodeJS.ProcessEnv = process.env): BrokerDeps {
-  const config = loadConfig(env);
   const tableName = env.BROKER_TABLE_NAME;
   if (!tableName) throw new ConfigError('BROKER_TABLE_NAME is not set.');
+  const config = loadDeployedConfig(env);
   const local = (env.BROKER_MODE ?? (env.AWS_LAMBDA_FUNCTION_NAME ? 'aws' : 'local')) === 'local';
 
   const keys = env.BROKER_KMS_KEY_ID

@@ -11,6 +11,8 @@ import type { CommonProviderConfig } from './providers/common.ts';
 import { defaultCatalog, withCatalogEntry, type Catalog } from './providers/catalog.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
 
+export { resolveProviderBaseUrl } from './providers/base-url.ts';
+
 // TypeBox checks only the formats it is told about: without this, every `format: 'uri'` field
 // (baseUrl, consentUrl, the oauth2 endpoints) refuses any value ("Unknown format").
 if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (value) => URL.canParse(value));
@@ -103,6 +105,23 @@ export const configSchema = Type.Object(
         description:
           'Provider id → its settings: `"catalog": "<id>"` plus overrides, or a `kind` with every field inline. The id names the secret and the connections.',
       },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The configuration as the TokenBroker construct ships it to the functions: parseConfig's
+ * result (defaults applied, catalog entries merged, so every entry names its kind). The deployed
+ * functions check the file with a check compiled from this schema
+ * (shared/generated/request-checks.ts), not with parseConfig: see shared/deployed-config.ts.
+ */
+export const deployedConfigSchema = Type.Object(
+  {
+    ...configSchema.properties,
+    providers: Type.Record(
+      Type.String({ pattern: providerIdPattern }),
+      Type.Object({ kind: Type.String({ minLength: 1 }) }, { additionalProperties: true }),
     ),
   },
   { additionalProperties: false },
@@ -260,27 +279,4 @@ function parseJsonText(text: string, source: string): unknown {
   } catch (cause) {
     throw new ConfigError(`${source}: not valid JSON (${(cause as Error).message})`);
   }
-}
-
-/**
- * The provider's base URL ({baseUrl} in its URLs): an explicit `baseUrl`, else its environment's
- * (`environment`, else `defaultEnvironment`) from `environments`, else for environment "sandbox"
- * the offline runtime's sandbox of its catalog entry. Empty when the entry has no environments
- * (every URL absolute).
- */
-export function resolveProviderBaseUrl(provider: ProviderConfig, sandboxBaseUrl: string): string {
-  const environment = provider.environment ?? provider.defaultEnvironment;
-  const url =
-    provider.baseUrl ??
-    provider.environments?.[environment ?? ''] ??
-    (environment === 'sandbox'
-      ? `${sandboxBaseUrl}/${provider.catalog ?? provider.kind}`
-      : undefined);
-  if (!url) {
-    if (environment === undefined) return '';
-    throw new ConfigError(
-      `providers: no base URL for environment "${environment}" of kind ${provider.kind}; set baseUrl`,
-    );
-  }
-  return url.replace(/\/+$/, '');
 }

@@ -6,6 +6,7 @@ import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createBroker, depsFromEnvironment } from '../shared/broker.ts';
+import { parseConfig } from '../shared/config.ts';
 import { Envelope } from '../shared/crypto/envelope.ts';
 import { KmsKeyManager } from '../shared/crypto/kms-key-manager.ts';
 import { SecretSource, SecretsManagerBackend } from '../shared/secrets.ts';
@@ -143,9 +144,10 @@ describe.skipIf(!motoUrl)('AWS adapters against moto', () => {
         BROKER_KMS_KEY_ID: keyId,
         BROKER_SECRETS_PREFIX: `${prefix}-env`,
         BROKER_SANDBOX_URL: `${local.url}/sandbox`,
-        BROKER_CONFIG_JSON: JSON.stringify({
-          providers: { quidkey: { catalog: 'quidkey', environment: 'sandbox' } },
-        }),
+        // As the TokenBroker construct deploys it: parseConfig's result.
+        BROKER_CONFIG_JSON: JSON.stringify(
+          parseConfig({ providers: { quidkey: { catalog: 'quidkey', environment: 'sandbox' } } }),
+        ),
       };
       // The SDK clients take their endpoint from the standard variables, as in any emulator set-up.
       const saved = { ...process.env };

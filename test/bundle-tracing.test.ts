@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handlerBuildOptions } from '../infra/broker-function.ts';
+import { configFileName, handlerBuildOptions } from '../infra/broker-function.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
 
 // The token function's bundle, built as the stack builds it (aliases and all), run in a process
@@ -34,6 +34,8 @@ beforeAll(async () => {
   local = await startTestBroker({ realTime: true });
   bundleDir = mkdtempSync(join(tmpdir(), 'broker-bundle-'));
   await build(handlerBuildOptions(resolve('functions/token.ts'), join(bundleDir, 'index.mjs')));
+  // The configuration beside it, as the TokenBroker construct ships it.
+  writeFileSync(join(bundleDir, configFileName), JSON.stringify(local.broker.config));
   daemon = createSocket('udp4');
   daemon.on('message', (message) => {
     // Each datagram: the header line, then one segment or subsegment document.
@@ -98,9 +100,6 @@ describe('the token bundle, traced as deployed', () => {
           BROKER_LOCAL_KEY_FILE: join(local.dataDir, 'local-master.key'),
           BROKER_SECRETS_FILE: join(local.dataDir, 'secrets.json'),
           BROKER_SANDBOX_URL: `${local.url}/sandbox`,
-          BROKER_CONFIG_JSON: JSON.stringify({
-            providers: { quiqup: { catalog: 'quiqup', environment: 'sandbox' } },
-          }),
         },
       },
     );

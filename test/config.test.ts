@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   configJsonSchema,
@@ -6,6 +8,7 @@ import {
   parseConfig,
   resolveProviderBaseUrl,
 } from '../shared/config.ts';
+import { loadDeployedConfig } from '../shared/deployed-config.ts';
 import { ConfigError } from '../shared/errors.ts';
 
 describe('configuration', () => {
@@ -107,6 +110,54 @@ describe('configuration', () => {
     // A seed's old kind name points at its catalog entry.
     expect(() => parseConfig({ providers: { x: { kind: 'quiqup' } } })).toThrowError(
       '"catalog": "quiqup"',
+    );
+  });
+});
+
+describe('the configuration as a deployed function reads it', () => {
+  const written = {
+    allowedReturnTo: ['https://app.example.com/'],
+    providers: {
+      quiqup: { catalog: 'quiqup', environment: 'staging' },
+      acme: {
+        kind: 'oauth2',
+        authorizationUrl: 'https://auth.acme.example/authorize',
+        tokenUrl: 'https://auth.acme.example/token',
+      },
+    },
+  };
+
+  it("reads parseConfig's result from the function's code directory as it is", () => {
+    const taskRoot = mkdtempSync(join(tmpdir(), 'broker-config-'));
+    try {
+      const deployed = parseConfig(written);
+      writeFileSync(join(taskRoot, 'broker.config.json'), JSON.stringify(deployed));
+      expect(loadDeployedConfig({ LAMBDA_TASK_ROOT: taskRoot })).toEqual(deployed);
+      expect(loadDeployedConfig({ BROKER_CONFIG_JSON: JSON.stringify(deployed) })).toEqual(
+        deployed,
+      );
+    } finally {
+      rmSync(taskRoot, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a file as a person writes it (no defaults, catalog entries without their kind)', () => {
+    expect(() => loadDeployedConfig({ BROKER_CONFIG_JSON: JSON.stringify(written) })).toThrowError(
+      /BROKER_CONFIG_JSON: not a configuration as the TokenBroker construct deploys it/,
+    );
+    const { providers: _providers, ...settings } = parseConfig(written);
+    const catalogOnly = { ...settings, providers: { quiqup: { catalog: 'quiqup' } } };
+    expect(() =>
+      loadDeployedConfig({ BROKER_CONFIG_JSON: JSON.stringify(catalogOnly) }),
+    ).toThrowError(ConfigError);
+  });
+
+  it('fails fast on a missing or unparseable file, naming it', () => {
+    expect(() => loadDeployedConfig({ LAMBDA_TASK_ROOT: '/nonexistent' })).toThrowError(
+      /\/nonexistent\/broker.config.json/,
+    );
+    expect(() => loadDeployedConfig({ BROKER_CONFIG_JSON: '{oops' })).toThrowError(
+      /BROKER_CONFIG_JSON: not valid JSON/,
     );
   });
 });

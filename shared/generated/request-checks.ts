@@ -45,3 +45,85 @@ export const checkTokenRequest: (value: unknown) => boolean = (function () {
     );
   };
 })();
+
+export const checkDeployedConfig: (value: unknown) => boolean = (function () {
+  const local_0 = /^https?:\/\//;
+  const local_1 = /^[A-Za-z0-9/_+=.@-]+$/;
+  const local_2 = /^https?:\/\//;
+  const local_3 = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+  return function check(value: any): boolean {
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      !Array.isArray(value) &&
+      (value['$schema'] !== undefined ? typeof value['$schema'] === 'string' : true) &&
+      (value['publicBaseUrl'] !== undefined
+        ? typeof value['publicBaseUrl'] === 'string' && local_0.test(value['publicBaseUrl'])
+        : true) &&
+      typeof value['secretsPrefix'] === 'string' &&
+      local_1.test(value['secretsPrefix']) &&
+      Array.isArray(value['allowedReturnTo']) &&
+      ((array) => {
+        for (const value of array)
+          if (!(typeof value === 'string' && local_2.test(value))) {
+            return false;
+          }
+        return true;
+      })(value['allowedReturnTo']) &&
+      typeof value['refresh'] === 'object' &&
+      value['refresh'] !== null &&
+      !Array.isArray(value['refresh']) &&
+      Number.isInteger(value['refresh']['leadSeconds']) &&
+      value['refresh']['leadSeconds'] <= 86400 &&
+      value['refresh']['leadSeconds'] >= 0 &&
+      Number.isInteger(value['refresh']['scheduleMinutes']) &&
+      value['refresh']['scheduleMinutes'] <= 1440 &&
+      value['refresh']['scheduleMinutes'] >= 1 &&
+      Number.isInteger(value['refresh']['concurrency']) &&
+      value['refresh']['concurrency'] <= 200 &&
+      value['refresh']['concurrency'] >= 1 &&
+      Number.isInteger(value['refresh']['perProviderConcurrency']) &&
+      value['refresh']['perProviderConcurrency'] <= 200 &&
+      value['refresh']['perProviderConcurrency'] >= 1 &&
+      Number.isInteger(value['refresh']['stopBeforeTimeoutSeconds']) &&
+      value['refresh']['stopBeforeTimeoutSeconds'] <= 600 &&
+      value['refresh']['stopBeforeTimeoutSeconds'] >= 5 &&
+      Object.getOwnPropertyNames(value['refresh']).length === 5 &&
+      typeof value['connect'] === 'object' &&
+      value['connect'] !== null &&
+      !Array.isArray(value['connect']) &&
+      Number.isInteger(value['connect']['sessionTtlSeconds']) &&
+      value['connect']['sessionTtlSeconds'] <= 86400 &&
+      value['connect']['sessionTtlSeconds'] >= 60 &&
+      Number.isInteger(value['connect']['flowTtlSeconds']) &&
+      value['connect']['flowTtlSeconds'] <= 3600 &&
+      value['connect']['flowTtlSeconds'] >= 60 &&
+      Object.getOwnPropertyNames(value['connect']).length === 2 &&
+      typeof value['providers'] === 'object' &&
+      value['providers'] !== null &&
+      !Array.isArray(value['providers']) &&
+      !(value['providers'] instanceof Date) &&
+      !(value['providers'] instanceof Uint8Array) &&
+      Object.entries<any>(value['providers']).every(([key, value]) =>
+        local_3.test(key)
+          ? typeof value === 'object' &&
+            value !== null &&
+            !Array.isArray(value) &&
+            typeof value['kind'] === 'string' &&
+            value['kind'].length >= 1
+          : true,
+      ) &&
+      Object.getOwnPropertyNames(value).every((key) =>
+        [
+          '$schema',
+          'publicBaseUrl',
+          'secretsPrefix',
+          'allowedReturnTo',
+          'refresh',
+          'connect',
+          'providers',
+        ].includes(key),
+      )
+    );
+  };
+})();

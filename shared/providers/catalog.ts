@@ -74,24 +74,3 @@ export function withCatalogEntry(
   for (const field of catalogOnlyFields) delete stored[field];
   return { entry: { ...stored, ...entry, kind: stored.kind } };
 }
-
-/**
- * The entry as given: a catalog-based entry without the fields it takes unchanged from the
- * catalog. What a deployment ships, so the functions' configuration stays small.
- */
-export function withoutCatalogFields(
-  entry: Record<string, unknown>,
-  catalog: Catalog = defaultCatalog,
-): Record<string, unknown> {
-  const id = entry.catalog;
-  const stored = typeof id === 'string' ? catalog.get(id) : undefined;
-  if (!stored) return entry;
-  return Object.fromEntries(
-    Object.entries(entry).filter(
-      ([field, value]) =>
-        field === 'catalog' ||
-        !Object.hasOwn(stored, field) ||
-        JSON.stringify(stored[field]) !== JSON.stringify(value),
-    ),
-  );
-}

@@ -1,4 +1,5 @@
-import { resolveProviderBaseUrl, type BrokerConfig } from '../config.ts';
+import type { BrokerConfig } from '../config.ts';
+import { resolveProviderBaseUrl } from './base-url.ts';
 import { ConfigError, UnknownProviderError } from '../errors.ts';
 import type { SecretSource } from '../secrets.ts';
 import { createProviderHttp, type ProviderHttpOptions } from './http.ts';

@@ -1,4 +1,4 @@
-import { type TObject, type TSchema } from '@sinclair/typebox';
+import type { TObject, TSchema } from '@sinclair/typebox';
 import { catalogFiles } from './catalog/index.js';
 /**
  * The provider catalog: one data file per provider under ./catalog/, the provider's facts (kind,
@@ -33,8 +33,3 @@ export declare function withCatalogEntry(entry: Record<string, unknown>, catalog
 } | {
     error: string;
 };
-/**
- * The entry as given: a catalog-based entry without the fields it takes unchanged from the
- * catalog. What a deployment ships, so the functions' configuration stays small.
- */
-export declare function withoutCatalogFields(entry: Record<string, unknown>, catalog?: Catalog): Record<string, unknown>;
