@@ -2,7 +2,9 @@
  * Workload 4, cold start: every function's bundle, built with the stack's esbuild settings
  * (scripts/measure-bundle.ts, which reads infra/broker-function.ts), and the time a fresh `node`
  * takes to import the `token` bundle against a hello-world bundle importing only the same SDK
- * clients (bench/hello-world.ts). The two are imported alternately, so drift hits both alike.
+ * clients (bench/hello-world.ts). The two are imported alternately, so drift hits both alike, each
+ * in the environment Lambda gives a traced function's init (`lambdaEnvironment`): the X-Ray SDK
+ * loads only where the Tracer traces, and a deployed cold start does trace (the stack's default).
  */
 import { readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
