@@ -153,7 +153,7 @@ export async function benchStampede(options: StampedeOptions): Promise<WorkloadR
         sandboxMs: { p50: sandboxP50, p99: percentile(providerMs, 99) },
         fetchMs: { p50, p99, max: Math.max(...latencies) },
         // The renewing container answers after its own provider call; the others after their
-        // next poll of the item (an eighth of the expected call, jittered: waitPollMs).
+        // next poll of the item (a twelfth of the expected call as it lands, jittered: waitPollMs).
         fetchMsByContainer: byContainer.map((list) => ({
           min: Math.min(...list),
           p50: percentile(list, 50),

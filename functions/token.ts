@@ -13,7 +13,9 @@ import { validateRequest } from '../shared/validate.ts';
  * → a valid token and its Authorization header (for OAuth 1.0a providers, `sign: { method, url,
  * body? }` → the signed header for exactly that request), or `{ ok: false, error: { code, message } }`.
  */
-export const handler = middy<unknown, TokenAnswer>()
+// No early-timeout timer (middy's default sets one per invocation): a caller's wait ends at
+// waitMs (20 s), well inside the function's timeout, and a timeout fails the invocation either way.
+export const handler = middy<unknown, TokenAnswer>({ timeoutEarlyInMillis: 0 })
   // logEvent off whatever POWERTOOLS_LOGGER_LOG_EVENT says: events carry tokens, codes, cookies.
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(observability())

@@ -142,12 +142,14 @@ export class ProviderCallTimes {
 const containerCallTimes = new ProviderCallTimes();
 
 /**
- * How long a waiter sleeps before it reads the connection again. While the holder's call should
- * still be running (twice its expected time, at most 1 s), an eighth of the expected call
- * (5–100 ms); past that the holder is slow or dead, so it reads at a quarter of the time waited
- * so far, at most once a second. Jittered (×0.75–1.25) so waiters in different containers do not
- * read in step; never past the moment the holder's lease lapses (then it is taken over at once).
- * Over a whole 20 s wait that is at most ~65 reads per connection per container (one poller
+ * How long a waiter sleeps before it reads the connection again, shaped around the moment the
+ * holder's call should end (this container's average call time for the provider, 100 ms until a
+ * call was seen): a quarter of the expected call (5 ms–1 s) during its first half, when the new
+ * token cannot have landed yet; a twelfth (4–100 ms) from then until twice the expected time (at
+ * most 1 s of it), when it lands; past that the holder is slow or dead, so half the time waited
+ * so far, at most once a second. Jittered (×0.75–1.25) so waiters in different containers do
+ * not read in step; never past the moment the holder's lease lapses (then it is taken over at
+ * once). Over a whole 20 s wait that is at most 60 reads per connection per container (one poller
  * each: the token service shares one renewal per connection in a container).
  */
 export function waitPollMs(
@@ -156,9 +158,16 @@ export function waitPollMs(
   msUntilLapse: number,
   random = Math.random,
 ): number {
-  const base = Math.min(100, Math.max(5, expectedCallMs / 8));
-  const dense = waitedMs < Math.min(2 * expectedCallMs, 1_000);
-  const interval = dense ? base : Math.min(1_000, Math.max(base, waitedMs / 4));
+  const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));
+  const landingFrom = expectedCallMs / 2;
+  const landingUntil = Math.min(2 * expectedCallMs, landingFrom + 1_000);
+  const landing = clamp(expectedCallMs / 12, 4, 100);
+  const interval =
+    waitedMs < landingFrom
+      ? clamp(expectedCallMs / 4, 5, 1_000)
+      : waitedMs < landingUntil
+        ? landing
+        : clamp(waitedMs / 2, landing, 1_000);
   const jittered = interval * (0.75 + 0.5 * random());
   return msUntilLapse >= 0 ? Math.min(jittered, msUntilLapse + 1) : jittered;
 }

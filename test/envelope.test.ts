@@ -109,6 +109,21 @@ describe('envelope encryption (AES-256-GCM, data keys from the key manager)', ()
     );
   });
 
+  it('remembers a decrypted text only for that exact text and context', async () => {
+    // The same envelope, so the plaintext of the untouched ciphertext is remembered meanwhile.
+    const envelope = new Envelope(new LocalKeyManager(masterKey));
+    const ciphertext = await envelope.encrypt('tokens', contextA);
+    expect(await envelope.decrypt(ciphertext, contextA)).toBe('tokens');
+    expect(await envelope.decrypt(ciphertext, contextA)).toBe('tokens');
+    await expect(envelope.decrypt(ciphertext, contextB)).rejects.toThrow();
+    const parts = ciphertext.split('.');
+    const body = Buffer.from(parts[3]!, 'base64url');
+    body[0]! ^= 0x01;
+    const tampered = [...parts.slice(0, 3), body.toString('base64url')].join('.');
+    await expect(envelope.decrypt(tampered, contextA)).rejects.toThrow();
+    expect(await envelope.decrypt(ciphertext, contextA)).toBe('tokens');
+  });
+
   it('refuses a ciphertext under another master key', async () => {
     const ciphertext = await new Envelope(new LocalKeyManager(masterKey)).encrypt(
       'tokens',

@@ -34,12 +34,15 @@ export interface EnvelopeOptions {
   maxKeyUses: number;
   /** How many data keys stay cached at once. */
   maxCachedKeys: number;
+  /** How many decrypted payloads stay cached at once (for `maxKeyAgeMs`, as their data keys). */
+  maxCachedPlaintexts: number;
 }
 
 export const defaultEnvelopeOptions: EnvelopeOptions = {
   maxKeyAgeMs: 5 * 60_000,
   maxKeyUses: 1_000,
   maxCachedKeys: 1_000,
+  maxCachedPlaintexts: 1_000,
 };
 
 interface CachedKey {
@@ -61,11 +64,18 @@ interface CachedKey {
  * only age bounds a decryption key: a warm read unwraps once per data key, not once per 1,000.
  * Evicted keys are not zeroed: an await may sit between a cache hit and the key's use, and a key
  * zeroed in that gap would corrupt a concurrent operation.
+ *
+ * A ciphertext decrypted once is remembered (by its exact text and context, for no longer than
+ * its data key may be cached): a warm container reading an unchanged item again, the token path's
+ * common case, skips the AES work. Holding the plaintext is no wider than holding the data key
+ * that opens it; a changed, tampered or moved ciphertext is another text, so it is decrypted and
+ * checked in full.
  */
 export class Envelope {
   private readonly options: EnvelopeOptions;
   private readonly encryptKeys: LRUCache<string, CachedKey>;
   private readonly decryptKeys: LRUCache<string, CachedKey, EncryptionContext>;
+  private readonly plaintexts: LRUCache<string, string>;
 
   constructor(
     private readonly keys: KeyManager,
@@ -74,6 +84,10 @@ export class Envelope {
     this.options = { ...defaultEnvelopeOptions, ...options };
     const common = { max: this.options.maxCachedKeys, ttl: this.options.maxKeyAgeMs };
     this.encryptKeys = new LRUCache(common);
+    this.plaintexts = new LRUCache({
+      max: this.options.maxCachedPlaintexts,
+      ttl: this.options.maxKeyAgeMs,
+    });
     this.decryptKeys = new LRUCache({
       ...common,
       fetchMethod: async (cacheKey, _stale, { context }) => {
@@ -126,6 +140,9 @@ export class Envelope {
     }
     const [, wrappedText, ivText, bodyText] = parts as [string, string, string, string];
     const canonical = canonicalContext(context);
+    const memoKey = `${canonical}|${ciphertext}`;
+    const remembered = this.plaintexts.get(memoKey);
+    if (remembered !== undefined) return remembered;
     const keyContext = format === FORMAT ? keyContextOf(context) : context;
     const cacheKey = decryptCacheKey(
       Buffer.from(wrappedText, 'base64url'),
@@ -142,10 +159,12 @@ export class Envelope {
     );
     decipher.setAAD(Buffer.from(`${format}.${canonical}`));
     decipher.setAuthTag(body.subarray(body.length - 16));
-    return Buffer.concat([
+    const plaintext = Buffer.concat([
       decipher.update(body.subarray(0, body.length - 16)),
       decipher.final(),
     ]).toString('utf8');
+    this.plaintexts.set(memoKey, plaintext);
+    return plaintext;
   }
 }
 
