@@ -1,12 +1,15 @@
 /**
- * `npm run bench [-- --only warm,stampede,refresher,cold,first-use,takeover,session-claim --connections 10000 …]`: runs the
+ * `npm run bench [-- --only warm,warm-xray,stampede,refresher,cold,first-use,takeover,session-claim --connections 10000 …]`: runs the
  * workloads on the offline runtime's store and sandbox providers, prints one table with the
  * goals beside the measured figures, and writes bench/results.json (git-ignored: numbers are
  * machine-specific). A benchmark, not a test: a missed goal is reported, never an exit code.
  */
 import './quiet-logs.ts'; // first: sets the log level before the broker's logger is built
-import { writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem, type as osType, release } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem, tmpdir, type as osType, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../shared/config.ts';
 import { benchColdStart } from './cold-start.ts';
@@ -22,7 +25,7 @@ const { values: args } = parseArgs({
   options: {
     only: {
       type: 'string',
-      default: 'warm,stampede,refresher,cold,first-use,takeover,session-claim',
+      default: 'warm,warm-xray,stampede,refresher,cold,first-use,takeover,session-claim',
     },
     fetches: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '300' },
@@ -37,8 +40,14 @@ const { values: args } = parseArgs({
     opens: { type: 'string', default: '100' },
     out: { type: 'string', default: 'bench/results.json' },
     verbose: { type: 'boolean', default: false },
+    /** Internal (warm-xray): the X-Ray SDK's context hook on, as in a traced deployment. */
+    'xray-hook': { type: 'boolean', default: false },
   },
 });
+
+// Importing the X-Ray SDK creates its cls-hooked namespace: an async hook with a destroy callback
+// on every promise from then on, which a traced Lambda (the deployed default) pays on every call.
+if (args['xray-hook']) await import('aws-xray-sdk-core');
 
 const int = (name: keyof typeof args): number => {
   const value = Number(args[name]);
@@ -69,6 +78,10 @@ const workloads: Record<string, { title: string; run: () => Promise<WorkloadResu
     title: `warm token fetch: ${options.fetches} fetches interleaved with GetItem`,
     run: () =>
       benchWarmToken({ config, provider, fetches: options.fetches, warmup: options.warmup }),
+  },
+  'warm-xray': {
+    title: `warm token fetch again, in a process with the X-Ray SDK's context hook on (tracing's cost)`,
+    run: () => warmWithXrayHook(),
   },
   stampede: {
     title: `stampede: ${options.stampede} fetches of one expired token over ${options.containers} containers`,
@@ -187,6 +200,47 @@ console.log(
 );
 console.log(`written: ${args.out}`);
 if (crashed) process.exitCode = 1;
+
+/**
+ * The warm workload in a process of its own with the X-Ray SDK loaded (its hook cannot be turned
+ * off again, so it must not reach the other workloads), its rows relabelled. It shows what a
+ * traced function pays per call for the hook; the trace segments themselves are not included.
+ */
+async function warmWithXrayHook(): Promise<WorkloadResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-warm-xray-'));
+  try {
+    const out = join(dir, 'results.json');
+    const child = spawnSync(
+      process.execPath,
+      [
+        ...process.execArgv,
+        fileURLToPath(import.meta.url),
+        '--only=warm',
+        '--xray-hook',
+        `--fetches=${options.fetches}`,
+        `--warmup=${options.warmup}`,
+        `--out=${out}`,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (child.status !== 0) throw new Error(`the warm-xray process failed: ${child.stderr}`);
+    const result = JSON.parse(readFileSync(out, 'utf8')) as {
+      rows: BenchRow[];
+      results: { warm: Record<string, unknown> };
+    };
+    return {
+      rows: result.rows
+        .filter(
+          (row) => !row.metric.startsWith('key-manager') && !row.metric.startsWith('decrypts'),
+        )
+        .map((row) => ({ ...row, workload: '1b warm, X-Ray hook on' })),
+      details: result.results.warm,
+      notes: [],
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** A Markdown table, so a run can be pasted into the README as it is. */
 function table(list: BenchRow[]): string {
