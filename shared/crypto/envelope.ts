@@ -1,4 +1,10 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createSecretKey,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { canonicalContext, type EncryptionContext, type KeyManager } from './key-manager.ts';
 
@@ -46,7 +52,8 @@ export const defaultEnvelopeOptions: EnvelopeOptions = {
 };
 
 interface CachedKey {
-  plaintext: Buffer;
+  /** The plaintext data key as a KeyObject, made once: a Buffer key is re-imported per cipher. */
+  secret: KeyObject;
   wrapped: Buffer;
   uses: number;
 }
@@ -93,7 +100,7 @@ export class Envelope {
       fetchMethod: async (cacheKey, _stale, { context }) => {
         const wrapped = Buffer.from(cacheKey.slice(0, cacheKey.indexOf('|')), 'base64url');
         const plaintext = await this.keys.decryptDataKey(wrapped, context);
-        return { plaintext, wrapped, uses: 0 };
+        return { secret: createSecretKey(plaintext), wrapped, uses: 0 };
       },
     });
   }
@@ -105,18 +112,19 @@ export class Envelope {
     let key = this.encryptKeys.get(keyCanonical);
     if (!key || key.uses >= this.options.maxKeyUses) {
       const fresh = await this.keys.generateDataKey(keyContext);
-      key = { plaintext: fresh.plaintext, wrapped: fresh.wrapped, uses: 0 };
+      const secret = createSecretKey(fresh.plaintext);
+      key = { secret, wrapped: fresh.wrapped, uses: 0 };
       this.encryptKeys.set(keyCanonical, key);
       // Whoever reads this item next in this container needs the same key: seed the decrypt cache.
       this.decryptKeys.set(decryptCacheKey(fresh.wrapped, keyCanonical), {
-        plaintext: fresh.plaintext,
+        secret,
         wrapped: fresh.wrapped,
         uses: 0,
       });
     }
     key.uses += 1;
     const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', key.plaintext, iv);
+    const cipher = createCipheriv('aes-256-gcm', key.secret, iv);
     cipher.setAAD(Buffer.from(`${FORMAT}.${canonical}`));
     const body = Buffer.concat([
       cipher.update(plaintext, 'utf8'),
@@ -152,11 +160,7 @@ export class Envelope {
     if (!key) throw new Error('The data key could not be unwrapped');
     const body = Buffer.from(bodyText, 'base64url');
     if (body.length < 16) throw new Error('Ciphertext too short');
-    const decipher = createDecipheriv(
-      'aes-256-gcm',
-      key.plaintext,
-      Buffer.from(ivText, 'base64url'),
-    );
+    const decipher = createDecipheriv('aes-256-gcm', key.secret, Buffer.from(ivText, 'base64url'));
     decipher.setAAD(Buffer.from(`${format}.${canonical}`));
     decipher.setAuthTag(body.subarray(body.length - 16));
     const plaintext = Buffer.concat([
