@@ -90,7 +90,7 @@ function sdkBytesIn(metafile: Metafile, outfile: string): number {
  * default). The Tracer and the X-Ray SDK load only where they trace (shared/observability.ts), so
  * an import timed without it would leave out work every deployed cold start does.
  */
-export function lambdaEnvironment(outfile: string): NodeJS.ProcessEnv {
+export function lambdaEnvironment(outfile: string, tracing = true): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH,
     AWS_EXECUTION_ENV: `AWS_Lambda_${brokerRuntime.name}`,
@@ -100,20 +100,20 @@ export function lambdaEnvironment(outfile: string): NodeJS.ProcessEnv {
     LAMBDA_TASK_ROOT: dirname(outfile),
     _HANDLER: 'index.handler',
     POWERTOOLS_SERVICE_NAME: 'oauth-token-broker',
-    POWERTOOLS_TRACE_ENABLED: 'true',
+    POWERTOOLS_TRACE_ENABLED: String(tracing),
   };
 }
 
 /**
  * How long a fresh `node --enable-source-maps` (as deployed) takes to import the bundle (ms), in
- * Lambda's environment (`lambdaEnvironment`).
+ * Lambda's environment (`lambdaEnvironment`; `tracing: false` as the construct's prop sets it).
  */
-export function importMs(outfile: string): number {
+export function importMs(outfile: string, tracing = true): number {
   const script = `const t = performance.now(); await import(${JSON.stringify(pathToFileURL(outfile).href)}); console.log(performance.now() - t);`;
   const out = execFileSync(
     process.execPath,
     ['--enable-source-maps', '--input-type=module', '-e', script],
-    { encoding: 'utf8', env: lambdaEnvironment(outfile) },
+    { encoding: 'utf8', env: lambdaEnvironment(outfile, tracing) },
   );
   return Number(out.trim());
 }
