@@ -231,7 +231,8 @@ async function answer(
     authorization,
     headers: {
       ...provider.headers,
-      ...(await provider.kind.apiHeaders?.(provider.context)),
+      // Not awaited where the kind has none: the warm path's answer then takes no extra turn.
+      ...(provider.kind.apiHeaders ? await provider.kind.apiHeaders(provider.context) : undefined),
       ...(provider.kind.tokenHeaders?.(tokens) ?? { Authorization: authorization }),
     },
     ...metadataOf(tokens),

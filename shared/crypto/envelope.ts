@@ -82,7 +82,7 @@ export class Envelope {
   private readonly options: EnvelopeOptions;
   private readonly encryptKeys: LRUCache<string, CachedKey>;
   private readonly decryptKeys: LRUCache<string, CachedKey, EncryptionContext>;
-  private readonly plaintexts: LRUCache<string, string>;
+  private readonly plaintexts: LRUCache<string, { context: EncryptionContext; plaintext: string }>;
 
   constructor(
     private readonly keys: KeyManager,
@@ -147,10 +147,9 @@ export class Envelope {
       throw new Error('Unknown ciphertext format');
     }
     const [, wrappedText, ivText, bodyText] = parts as [string, string, string, string];
+    const remembered = this.plaintexts.get(ciphertext);
+    if (remembered && sameContext(remembered.context, context)) return remembered.plaintext;
     const canonical = canonicalContext(context);
-    const memoKey = `${canonical}|${ciphertext}`;
-    const remembered = this.plaintexts.get(memoKey);
-    if (remembered !== undefined) return remembered;
     const keyContext = format === FORMAT ? keyContextOf(context) : context;
     const cacheKey = decryptCacheKey(
       Buffer.from(wrappedText, 'base64url'),
@@ -167,9 +166,15 @@ export class Envelope {
       decipher.update(body.subarray(0, body.length - 16)),
       decipher.final(),
     ]).toString('utf8');
-    this.plaintexts.set(memoKey, plaintext);
+    this.plaintexts.set(ciphertext, { context: { ...context }, plaintext });
     return plaintext;
   }
+}
+
+/** The same fields with the same values (what canonicalContext would say, without building it). */
+function sameContext(a: EncryptionContext, b: EncryptionContext): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => a[key] === b[key]);
 }
 
 function decryptCacheKey(wrapped: Buffer, canonical: string): string {
