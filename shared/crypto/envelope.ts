@@ -72,11 +72,11 @@ interface CachedKey {
  * Evicted keys are not zeroed: an await may sit between a cache hit and the key's use, and a key
  * zeroed in that gap would corrupt a concurrent operation.
  *
- * A ciphertext decrypted once is remembered (by its exact text and context, for no longer than
- * its data key may be cached): a warm container reading an unchanged item again, the token path's
- * common case, skips the AES work. Holding the plaintext is no wider than holding the data key
- * that opens it; a changed, tampered or moved ciphertext is another text, so it is decrypted and
- * checked in full.
+ * A ciphertext decrypted once is remembered (by its exact text and context, for at most
+ * `maxKeyAgeMs`, as long as a data key may stay cached): a warm container reading an unchanged
+ * item again, the token path's common case, skips the AES work. Holding the plaintext is no wider
+ * than holding the data key that opens it; a changed, tampered or moved ciphertext is another
+ * text, so it is decrypted and checked in full.
  */
 export class Envelope {
   private readonly options: EnvelopeOptions;
