@@ -1,17 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import * as Type from '@sinclair/typebox';
 import { FormatRegistry, type Static, type TSchema } from '@sinclair/typebox';
 // The two operations used, not the `Value` namespace: it pulls every value operation into each
 // function's bundle (about 30 KB minified that Node parses on every cold start).
 import { Errors } from '@sinclair/typebox/errors';
+import { readConfigJson } from './config-file.ts';
 import { Default } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.ts';
 import type { CommonProviderConfig } from './providers/common.ts';
 import { defaultCatalog, withCatalogEntry, type Catalog } from './providers/catalog.ts';
 import { defaultKinds, type KindRegistry } from './providers/registry.ts';
-
-export { resolveProviderBaseUrl } from './providers/base-url.ts';
 
 // TypeBox checks only the formats it is told about: without this, every `format: 'uri'` field
 // (baseUrl, consentUrl, the oauth2 endpoints) refuses any value ("Unknown format").
@@ -257,26 +254,6 @@ function prefixed(where: string, message: string | undefined): string | undefine
  * directory (`LAMBDA_TASK_ROOT`), where the deployed configuration travels with the code.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
-  if (env.BROKER_CONFIG_JSON)
-    return parseConfig(parseJsonText(env.BROKER_CONFIG_JSON, 'BROKER_CONFIG_JSON'), {
-      source: 'BROKER_CONFIG_JSON',
-    });
-  const path = resolve(env.LAMBDA_TASK_ROOT ?? '.', env.BROKER_CONFIG ?? 'broker.config.json');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new ConfigError(
-      `Cannot read the configuration file ${path}: ${(cause as Error).message}`,
-    );
-  }
-  return parseConfig(parseJsonText(text, path), { source: path });
-}
-
-function parseJsonText(text: string, source: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (cause) {
-    throw new ConfigError(`${source}: not valid JSON (${(cause as Error).message})`);
-  }
+  const { json, source } = readConfigJson(env);
+  return parseConfig(json, { source });
 }

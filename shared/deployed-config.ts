@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { BrokerConfig } from './config.ts';
+import { readConfigJson } from './config-file.ts';
 import { ConfigError } from './errors.ts';
 import { checkDeployedConfig } from './generated/request-checks.ts';
 
@@ -16,31 +15,11 @@ import { checkDeployedConfig } from './generated/request-checks.ts';
  * (`loadConfig`), as `npm start` does.
  */
 export function loadDeployedConfig(env: NodeJS.ProcessEnv = process.env): BrokerConfig {
-  const { text, source } = env.BROKER_CONFIG_JSON
-    ? { text: env.BROKER_CONFIG_JSON, source: 'BROKER_CONFIG_JSON' }
-    : readConfigFile(
-        resolve(env.LAMBDA_TASK_ROOT ?? '.', env.BROKER_CONFIG ?? 'broker.config.json'),
-      );
-  let config: unknown;
-  try {
-    config = JSON.parse(text);
-  } catch (cause) {
-    throw new ConfigError(`${source}: not valid JSON (${(cause as Error).message})`);
-  }
-  if (!checkDeployedConfig(config)) {
+  const { json, source } = readConfigJson(env);
+  if (!checkDeployedConfig(json)) {
     throw new ConfigError(
       `${source}: not a configuration as the TokenBroker construct deploys it (validated, with its defaults and catalog entries filled in, so every provider names its kind): synthesize and deploy again.`,
     );
   }
-  return config as BrokerConfig;
-}
-
-function readConfigFile(path: string): { text: string; source: string } {
-  try {
-    return { text: readFileSync(path, 'utf8'), source: path };
-  } catch (cause) {
-    throw new ConfigError(
-      `Cannot read the configuration file ${path}: ${(cause as Error).message}`,
-    );
-  }
+  return json as BrokerConfig;
 }

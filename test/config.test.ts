@@ -2,13 +2,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  configJsonSchema,
-  loadConfig,
-  parseConfig,
-  resolveProviderBaseUrl,
-} from '../shared/config.ts';
+import { configJsonSchema, loadConfig, parseConfig } from '../shared/config.ts';
 import { loadDeployedConfig } from '../shared/deployed-config.ts';
+import { resolveProviderBaseUrl } from '../shared/providers/base-url.ts';
 import { ConfigError } from '../shared/errors.ts';
 
 describe('configuration', () => {
