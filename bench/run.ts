@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --only warm,warm-xray,stampede,refresher,cold,first-use,takeover,session-claim --connections 10000 …]`: runs the
+ * `npm run bench [-- --only warm,warm-xray,stampede,stampede-processes,refresher,cold,first-use,takeover,session-claim --connections 10000 …]`: runs the
  * workloads on the offline runtime's store and sandbox providers, prints one table with the
  * goals beside the measured figures, and writes bench/results.json (git-ignored: numbers are
  * machine-specific). A benchmark, not a test: a missed goal is reported, never an exit code.
@@ -18,6 +18,7 @@ import type { BenchRow, WorkloadResult } from './harness.ts';
 import { benchRefresher } from './refresher.ts';
 import { benchSessionClaim } from './session-claim.ts';
 import { benchStampede } from './stampede.ts';
+import { benchProcessStampede } from './stampede-processes.ts';
 import { benchTakeover } from './takeover.ts';
 import { benchWarmToken } from './warm-token.ts';
 
@@ -25,12 +26,15 @@ const { values: args } = parseArgs({
   options: {
     only: {
       type: 'string',
-      default: 'warm,warm-xray,stampede,refresher,cold,first-use,takeover,session-claim',
+      default:
+        'warm,warm-xray,stampede,stampede-processes,refresher,cold,first-use,takeover,session-claim',
     },
     fetches: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '300' },
     stampede: { type: 'string', default: '200' },
     containers: { type: 'string', default: '4' },
+    /** stampede-processes: expiries measured. */
+    rounds: { type: 'string', default: '25' },
     'provider-ms': { type: 'string', default: '50' },
     connections: { type: 'string', default: '10000' },
     concurrency: { type: 'string', default: '10' },
@@ -64,6 +68,7 @@ const options = {
   warmup: int('warmup'),
   stampede: int('stampede'),
   containers: int('containers'),
+  rounds: int('rounds'),
   providerDelayMs: int('provider-ms'),
   connections: int('connections'),
   concurrency: int('concurrency'),
@@ -91,6 +96,19 @@ const workloads: Record<string, { title: string; run: () => Promise<WorkloadResu
         provider,
         fetches: options.stampede,
         containers: options.containers,
+        providerDelayMs: options.providerDelayMs,
+        baselineCalls: 20,
+      }),
+  },
+  'stampede-processes': {
+    title: `stampede across ${options.containers} container processes, one caller each, ${options.rounds} expiries`,
+    run: () =>
+      benchProcessStampede({
+        config,
+        configInput,
+        provider,
+        containers: options.containers,
+        rounds: options.rounds,
         providerDelayMs: options.providerDelayMs,
         baselineCalls: 20,
       }),
