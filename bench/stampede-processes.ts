@@ -52,11 +52,13 @@ export async function benchProcessStampede(
     const inbox = new Map<ChildProcess, ContainerReport[]>();
     const next = (child: ChildProcess, type: ContainerReport['type']) =>
       new Promise<ContainerReport>((resolve, reject) => {
+        const deadline = performance.now() + 60_000;
         const poll = () => {
           const queue = inbox.get(child)!;
           const index = queue.findIndex((report) => report.type === type);
           if (index >= 0) return resolve(queue.splice(index, 1)[0]!);
-          if (child.exitCode !== null) return reject(new Error(`a container exited early`));
+          if (child.exitCode !== null) return reject(new Error('a container exited early'));
+          if (performance.now() > deadline) return reject(new Error(`no ${type} from a container`));
           setTimeout(poll, 5);
         };
         poll();
