@@ -25,7 +25,7 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { parseConfig, type BrokerConfig } from '../shared/config.ts';
 import { eventSource } from '../shared/events.ts';
-import { protocolOf } from '../shared/providers/registry.ts';
+import { protocolOf } from '../shared/providers/protocols.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { refresherTimeoutSeconds } from '../shared/refresher.ts';
 import { SECRET_PLACEHOLDER } from '../shared/secrets.ts';

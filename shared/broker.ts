@@ -15,7 +15,7 @@ import { EventBridgePublisher, LogEventPublisher, type EventPublisher } from './
 import { CountingEventPublisher, traced } from './observability.ts';
 import { logger as defaultLogger, type BrokerLogger } from './logger.ts';
 import type { ProviderHttpOptions } from './providers/http.ts';
-import { defaultKinds, type KindRegistry } from './providers/registry.ts';
+import { defaultProtocols, type ProtocolRegistry } from './providers/protocols.ts';
 import { resolveProviders, type ResolvedProvider } from './providers/resolve.ts';
 import { defaultLeaseMs, defaultWaitMs, ProviderCallTimes } from './refresh.ts';
 import { Refresher } from './refresher.ts';
@@ -38,7 +38,7 @@ import { TokenService } from './token-service.ts';
 export interface BrokerDeps {
   config: BrokerConfig;
   /** The provider kinds the config's entries name (default: the shipped ones). */
-  kinds?: KindRegistry;
+  kinds?: ProtocolRegistry;
   dynamo: DynamoDBClient;
   tableName: string;
   keys: KeyManager;
@@ -57,7 +57,7 @@ export interface BrokerDeps {
 export interface Broker {
   config: BrokerConfig;
   /** The provider kinds its config's entries name. */
-  kinds: KindRegistry;
+  kinds: ProtocolRegistry;
   providers: Map<string, ResolvedProvider>;
   store: ConnectionStore;
   events: EventPublisher;
@@ -77,7 +77,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   const store = new DynamoConnectionStore(db, deps.tableName, envelope);
   const providers = resolveProviders({
     config: deps.config,
-    kinds: deps.kinds ?? defaultKinds,
+    kinds: deps.kinds ?? defaultProtocols,
     sealedCache: (providerId) =>
       new DynamoSealedCache(db, deps.tableName, envelope, providerId, now),
     secrets: new SecretSource(deps.secrets),
@@ -109,7 +109,7 @@ export function createBroker(deps: BrokerDeps): Broker {
   });
   return {
     config: deps.config,
-    kinds: deps.kinds ?? defaultKinds,
+    kinds: deps.kinds ?? defaultProtocols,
     providers,
     store,
     events,

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { parseConfig } from '../shared/config.ts';
-import { protocolOf } from '../shared/providers/registry.ts';
+import { protocolOf } from '../shared/providers/protocols.ts';
 import { hasConsentFlow } from '../shared/providers/types.ts';
 import { connectionPk, connectSessionPk } from '../shared/store/table.ts';
 import { hashOf } from '../shared/connect/flow-store.ts';

@@ -10,7 +10,7 @@ import {
   ProviderUnavailableError,
 } from '../shared/errors.ts';
 import { logger } from '../shared/logger.ts';
-import type { QuickoConfig } from '../shared/providers/quicko.ts';
+import type { QuickoConfig } from '../shared/providers/config/quicko.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { ProviderContext, TokenSet } from '../shared/providers/types.ts';
 import { renewTokens } from '../shared/refresh.ts';

@@ -8,7 +8,8 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../shared/errors.ts';
-import { oauth1ApiBaseUrl, type OAuth1Config } from '../shared/providers/oauth1.ts';
+import type { OAuth1Config } from '../shared/providers/config/oauth1.ts';
+import { oauth1ApiBaseUrl } from '../shared/providers/oauth1.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { ProviderContext, TokenSet } from '../shared/providers/types.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';

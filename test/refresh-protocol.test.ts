@@ -7,7 +7,7 @@ import {
 } from '../shared/errors.ts';
 import type { LifecycleEvent } from '../shared/events.ts';
 import type { BrokerLogger } from '../shared/logger.ts';
-import type { AnyProviderProtocol } from '../shared/providers/registry.ts';
+import type { AnyProviderProtocol } from '../shared/providers/protocols.ts';
 import type { ResolvedProvider } from '../shared/providers/resolve.ts';
 import type { TokenSet } from '../shared/providers/types.ts';
 import {

@@ -20,7 +20,7 @@ import { ConfigError } from '../../shared/errors.ts';
 import { LogEventPublisher } from '../../shared/events.ts';
 import { logger } from '../../shared/logger.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';
-import { protocolOf, type KindRegistry } from '../../shared/providers/registry.ts';
+import { protocolOf, type ProtocolRegistry } from '../../shared/providers/protocols.ts';
 import { createTableInput } from '../../shared/store/table.ts';
 import { brokerFunctions, brokerFunctionNames, functionRoutes } from '../functions.ts';
 import { escapeHtml } from '../../shared/http/responses.ts';
@@ -48,7 +48,7 @@ export interface LocalBrokerOptions {
   /** Default: loadConfig() (broker.config.json or BROKER_CONFIG). */
   config?: BrokerConfig;
   /** The provider kinds the config names (default: the shipped ones; tests add their own). */
-  kinds?: KindRegistry;
+  kinds?: ProtocolRegistry;
   /** One clock for the broker and the sandboxes, so tests can move time. */
   now?: () => number;
   tableName?: string;
@@ -435,7 +435,7 @@ type SecretsFile = Record<string, Record<string, string>>;
 function ensureSandboxSecrets(
   path: string,
   config: BrokerConfig,
-  kinds: KindRegistry | undefined,
+  kinds: ProtocolRegistry | undefined,
 ): SecretsFile {
   const secrets = readSecretsFile(path);
   let changed = false;
@@ -477,7 +477,7 @@ function sandboxClients(
   secrets: SecretsFile,
   config: BrokerConfig,
   sandbox: string,
-  kinds: KindRegistry | undefined,
+  kinds: ProtocolRegistry | undefined,
 ): Map<string, string> {
   const clients = new Map<string, string>();
   for (const [id, provider] of Object.entries(config.providers)) {

@@ -1,6 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import * as Type from '@sinclair/typebox';
-import type { Static } from '@sinclair/typebox';
 import {
   AccessDeniedError,
   InvalidRequestError,
@@ -9,7 +7,8 @@ import {
   ProviderUnavailableError,
 } from '../errors.ts';
 import { isUnderUrlPrefix } from '../url-prefix.ts';
-import { commonProviderFields, fillTemplate, urlTemplate } from './common.ts';
+import { fillTemplate } from './common.ts';
+import type { OAuth1Config } from './config/oauth1.ts';
 import type { ProviderResponse } from './http.ts';
 import {
   oauth1Authorization,
@@ -17,42 +16,14 @@ import {
   type OAuth1Credentials,
   type OAuth1SignatureMethod,
 } from './oauth1-signing.ts';
-import type { ProviderContext, ProviderKind, RequestSigningProtocol } from './types.ts';
+import type { KindProtocol, ProviderContext, RequestSigningProtocol } from './types.ts';
 
 /**
  * Any OAuth 1.0a three-legged provider (RFC 5849), from configuration alone. Access credentials
  * do not expire: nothing to refresh, and the token function signs requests (`sign`) under the
- * provider's API base URL rather than handing out the token secret.
+ * provider's API base URL rather than handing out the token secret. The entry's schema is
+ * config/oauth1.ts.
  */
-export const oauth1Fields = {
-  requestTokenUrl: urlTemplate(
-    'Temporary credential request endpoint (RFC 5849 §2.1), e.g. {baseUrl}/oauth/request_token.',
-  ),
-  authorizeUrl: Type.String({
-    pattern: '\\{oauth_token\\}',
-    maxLength: 2048,
-    description:
-      'Where the browser goes to authorize (§2.2): a URL template with {oauth_token} (the request token) and optionally {baseUrl}; a fragment is allowed, for single-page apps.',
-  }),
-  accessTokenUrl: urlTemplate('Token credentials request endpoint (RFC 5849 §2.3).'),
-  signatureMethod: Type.Optional(
-    Type.Union([Type.Literal('HMAC-SHA1'), Type.Literal('HMAC-SHA256')], {
-      description: 'How requests are signed: HMAC-SHA1 (default, §3.4.2) or HMAC-SHA256.',
-    }),
-  ),
-  includeVersion: Type.Optional(
-    Type.Boolean({
-      description:
-        'Send oauth_version="1.0" (optional in §3.1; default true), for servers that want it or refuse it.',
-    }),
-  ),
-};
-
-const configSchema = Type.Object(
-  { kind: Type.Literal('oauth1'), ...oauth1Fields, ...commonProviderFields },
-  { additionalProperties: false },
-);
-export type OAuth1Config = Static<typeof configSchema>;
 
 /** Fills the entry's URL templates ({baseUrl}, its params). */
 function url(ctx: ProviderContext<OAuth1Config>, template: string, field: string, extra = {}) {
@@ -237,8 +208,7 @@ const protocol: RequestSigningProtocol<OAuth1Config> = {
   },
 };
 
-export const oauth1: ProviderKind<OAuth1Config> = {
+export const oauth1: KindProtocol<OAuth1Config> = {
   kind: 'oauth1',
-  configSchema,
   protocol: () => protocol,
 };

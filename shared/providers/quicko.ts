@@ -1,5 +1,3 @@
-import * as Type from '@sinclair/typebox';
-import type { Static } from '@sinclair/typebox';
 import {
   AccessDeniedError,
   asGrantRefused,
@@ -7,11 +5,12 @@ import {
   ProviderRejectedError,
   ProviderUnavailableError,
 } from '../errors.ts';
-import { commonProviderFields, fillTemplate, urlTemplate } from './common.ts';
+import { fillTemplate } from './common.ts';
+import type { QuickoConfig } from './config/quicko.ts';
 import { isRecord, parseJson, readOAuthTokenFields, type ProviderResponse } from './http.ts';
 import type {
+  KindProtocol,
   ProviderContext,
-  ProviderKind,
   SealedCache,
   TokenSet,
   UserConsentProtocol,
@@ -19,69 +18,8 @@ import type {
 
 /**
  * Quicko: a custom redirect flow ("request_token"), exchanged with an API-user token
- * (../shared/seeds/000, providers.md "Quicko").
+ * (../shared/seeds/000, providers.md "Quicko"). The entry's schema is config/quicko.ts.
  */
-const configSchema = Type.Object(
-  {
-    kind: Type.Literal('quicko'),
-    consentUrl: urlTemplate(
-      "Quicko's consent (OAuth login) page; the docs leave its host unstated (an older doc: https://oauth.quicko.com/login).",
-    ),
-    authenticateUrl: urlTemplate(
-      'The API-user token endpoint (POST, x-api-key and x-api-secret headers), e.g. {baseUrl}/authenticate.',
-    ),
-    authorizeUrl: urlTemplate(
-      'The exchange and refresh endpoint (POST, the token as a query parameter), e.g. {baseUrl}/oauth/authorize.',
-    ),
-    requestTokenParam: Type.String({
-      pattern: '^[A-Za-z0-9_.-]{1,64}$',
-      description:
-        'Name of the request token in the callback and of the token parameter of authorizeUrl ("request_token").',
-    }),
-    redirectParam: Type.String({
-      pattern: '^[A-Za-z0-9_.-]{1,64}$',
-      description:
-        'Name of the consent-page parameter carrying our callback URL: "redirect" (current docs) or "redirect_url" (older doc).',
-    }),
-    redirectEncoding: Type.Union([Type.Literal('base64'), Type.Literal('plain')], {
-      description: 'How the callback URL is encoded in that parameter; the docs say base64.',
-    }),
-    deniedWhen: Type.Object(
-      {
-        param: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
-        equals: Type.String({ maxLength: 64 }),
-      },
-      {
-        additionalProperties: false,
-        description: 'The callback parameter and value that say the person cancelled.',
-      },
-    ),
-    options: Type.Optional(
-      Type.Record(Type.String(), Type.Unknown(), {
-        description: 'Options sent to the consent page as base64-encoded JSON (`options`).',
-      }),
-    ),
-    apiVersion: Type.String({
-      pattern: '^[0-9A-Za-z.]{1,16}$',
-      description: 'The x-api-version header ("1.0").',
-    }),
-    accessTokenLifetimeSeconds: Type.Integer({
-      minimum: 60,
-      description: 'Lifetime of an access token when the answer does not say (24 h).',
-    }),
-    refreshTokenLifetimeSeconds: Type.Integer({
-      minimum: 60,
-      description: 'Lifetime of a refresh token, which cannot be renewed (1 year).',
-    }),
-    apiUserTokenLifetimeSeconds: Type.Integer({
-      minimum: 60,
-      description: 'Lifetime of the API-user token from authenticateUrl (24 h).',
-    }),
-    ...commonProviderFields,
-  },
-  { additionalProperties: false },
-);
-export type QuickoConfig = Static<typeof configSchema>;
 
 /**
  * The API-user token is cached a little shorter than its lifetime, so no call goes out with one
@@ -326,8 +264,7 @@ const protocol: UserConsentProtocol<QuickoConfig> = {
   },
 };
 
-export const quicko: ProviderKind<QuickoConfig> = {
+export const quicko: KindProtocol<QuickoConfig> = {
   kind: 'quicko',
-  configSchema,
   protocol: () => protocol,
 };

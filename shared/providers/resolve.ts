@@ -3,7 +3,7 @@ import { resolveProviderBaseUrl } from './base-url.ts';
 import { ConfigError, UnknownProviderError } from '../errors.ts';
 import type { SecretSource } from '../secrets.ts';
 import { createProviderHttp, type ProviderHttpOptions } from './http.ts';
-import { defaultKinds, type AnyProviderProtocol, type KindRegistry } from './registry.ts';
+import { defaultProtocols, type AnyProviderProtocol, type ProtocolRegistry } from './protocols.ts';
 import type { ProviderContext, SealedCache } from './types.ts';
 
 /** A configured provider, wired once per container: its kind, settings and call context. */
@@ -23,7 +23,7 @@ export interface ResolvedProvider {
 export interface ProviderWiring {
   config: BrokerConfig;
   /** The kinds the config's entries name (default: the shipped ones). */
-  kinds?: KindRegistry;
+  kinds?: ProtocolRegistry;
   secrets: SecretSource;
   now: () => number;
   /** Where `environment: "sandbox"` points (the offline runtime's /sandbox/<catalog id>). */
@@ -35,8 +35,9 @@ export interface ProviderWiring {
 
 export function resolveProviders(wiring: ProviderWiring): Map<string, ResolvedProvider> {
   const providers = new Map<string, ResolvedProvider>();
+  const kinds: ProtocolRegistry = wiring.kinds ?? defaultProtocols;
   for (const [id, entry] of Object.entries(wiring.config.providers)) {
-    const definition = (wiring.kinds ?? defaultKinds)[entry.kind];
+    const definition = kinds[entry.kind];
     // parseConfig refuses unknown kinds; a config parsed with other kinds than these is a bug.
     if (!definition) throw new ConfigError(`providers.${id}.kind: unknown kind "${entry.kind}"`);
     const kind = definition.protocol(entry);

@@ -218,15 +218,28 @@ export function hasConsentFlow<C>(protocol: ProviderProtocol<C>): protocol is Co
 }
 
 /**
- * A provider *kind*: one module that implements the same few steps for every provider of that
- * kind, and the schema of its config entries.
+ * What a deployed function needs of a provider *kind*: the protocol of one validated entry, the
+ * same few steps for every provider of that kind (`shared/providers/<kind>.ts`). Its schema is
+ * not here: deployed functions read a configuration validated at synth (shared/deployed-config.ts),
+ * so neither the schemas nor TypeBox's builders are in their bundles.
  */
-export interface ProviderKind<C extends { kind: string } = { kind: string }> {
+export interface KindProtocol<C extends { kind: string } = { kind: string }> {
   kind: C['kind'];
+  /** The protocol of one validated entry (a kind may pick its variant from the entry). */
+  protocol(config: C): ProviderProtocol<C>;
+}
+
+/**
+ * How a kind's entries in broker.config.json are checked (`shared/providers/config/<kind>.ts`):
+ * by parseConfig, at synth, in the offline runtime and in tests.
+ */
+export interface KindConfig<C> {
   /** JSON Schema (TypeBox) of this kind's entry in broker.config.json. */
   configSchema: TObject;
   /** Rules across the entry's fields the schema cannot say; the message names the field. */
   checkEntry?(config: C): string | undefined;
-  /** The protocol of one validated entry (a kind may pick its variant from the entry). */
-  protocol(config: C): ProviderProtocol<C>;
 }
+
+/** A provider kind whole: its protocol and the schema of its config entries. */
+export interface ProviderKind<C extends { kind: string } = { kind: string }>
+  extends KindProtocol<C>, KindConfig<C> {}

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Type from '@sinclair/typebox';
-import { commonProviderFields } from '../../shared/providers/common.ts';
+import { commonProviderFields } from '../../shared/providers/config/common.ts';
 import { parseConfig } from '../../shared/config.ts';
+import { protocolOf } from '../../shared/providers/protocols.ts';
 import {
   defaultKinds,
-  protocolOf,
   type AnyProviderKind,
   type KindRegistry,
 } from '../../shared/providers/registry.ts';

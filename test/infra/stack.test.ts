@@ -10,7 +10,7 @@ import { loadConfig, parseConfig, type BrokerConfig } from '../../shared/config.
 import { FlowStore } from '../../shared/connect/flow-store.ts';
 import { Envelope } from '../../shared/crypto/envelope.ts';
 import type { KeyManager } from '../../shared/crypto/key-manager.ts';
-import { protocolOf } from '../../shared/providers/registry.ts';
+import { protocolOf } from '../../shared/providers/protocols.ts';
 import { hasConsentFlow } from '../../shared/providers/types.ts';
 import { DynamoConnectionStore } from '../../shared/store/dynamo-connection-store.ts';
 import { DynamoSealedCache } from '../../shared/store/sealed-cache.ts';
