@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { handler as tokenHandler } from '../functions/token.ts';
 import { lambdaContext } from '../infra/local/lambda-context.ts';
-import { setBroker } from '../shared/broker.ts';
+import { setBroker } from '../shared/broker-core.ts';
 import type { BrokerConfig } from '../shared/config.ts';
 import { connectionPk } from '../shared/store/table.ts';
 import {

@@ -1,7 +1,7 @@
 import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import type { Context } from 'aws-lambda';
-import { getBroker } from '../shared/broker.ts';
+import { getBrokerCore } from '../shared/broker-core.ts';
 import { logger } from '../shared/logger.ts';
 import { observability, refresherRunMetrics } from '../shared/middleware.ts';
 import type { RefreshSummary } from '../shared/refresher.ts';
@@ -18,5 +18,5 @@ export const handler = middy<unknown, RefreshSummary, Error, Context>()
   .use(observability())
   .use(refresherRunMetrics())
   .handler(async (_event, context) =>
-    getBroker().refresher.run({ remainingMs: () => context.getRemainingTimeInMillis() }),
+    getBrokerCore().refresher.run({ remainingMs: () => context.getRemainingTimeInMillis() }),
   );

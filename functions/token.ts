@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { getBroker } from '../shared/broker.ts';
+import { getBrokerCore } from '../shared/broker-core.ts';
 import { checkTokenRequest } from '../shared/generated/request-checks.ts';
 import { logger } from '../shared/logger.ts';
 import { invokeErrors, observability } from '../shared/middleware.ts';
@@ -21,5 +21,5 @@ export const handler = middy<unknown, TokenAnswer>({ timeoutEarlyInMillis: 0 })
   .use(observability())
   .use(invokeErrors(metricNames.tokenAnswers))
   .handler(async (event) =>
-    getBroker().tokens.getToken(validateRequest(tokenRequestSchema, event, checkTokenRequest)),
+    getBrokerCore().tokens.getToken(validateRequest(tokenRequestSchema, event, checkTokenRequest)),
   );

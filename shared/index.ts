@@ -1,12 +1,13 @@
 // The broker's surface for code in this repository that embeds or extends it. The npm package
 // publishes the client (shared/client/index.ts) and the construct (infra/cdk.ts) instead.
 export {
-  createBroker,
+  createBrokerCore,
   depsFromEnvironment,
-  getBroker,
-  type Broker,
+  getBrokerCore,
+  type BrokerCore,
   type BrokerDeps,
-} from './broker.ts';
+} from './broker-core.ts';
+export { createBroker, getBroker, type Broker } from './broker.ts';
 export { loadConfig, parseConfig, type BrokerConfig } from './config.ts';
 export {
   BrokerError,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TokenBrokerClient } from '../shared/client/index.ts';
-import { setBroker } from '../shared/broker.ts';
+import { setBroker } from '../shared/broker-core.ts';
 import { captureOutput, startTestBroker, type TestBroker } from './helpers/local.ts';
 
 // The token function as services call it: @aws-sdk/client-lambda → the offline runtime's Invoke

@@ -12,7 +12,8 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { APIGatewayProxyResultV2 } from 'aws-lambda';
 import dynalite from 'dynalite';
-import { createBroker, setBroker, type Broker } from '../../shared/broker.ts';
+import { setBroker } from '../../shared/broker-core.ts';
+import { createBroker, type Broker } from '../../shared/broker.ts';
 import { refresherTimeoutSeconds } from '../../shared/refresher.ts';
 import { loadConfig, type BrokerConfig } from '../../shared/config.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { createBroker, type Broker, type BrokerDeps } from '../../shared/broker.ts';
+import type { BrokerDeps } from '../../shared/broker-core.ts';
+import { createBroker, type Broker } from '../../shared/broker.ts';
 import { LocalKeyManager } from '../../shared/crypto/local-key-manager.ts';
 import type { BrokerLogger } from '../../shared/logger.ts';
 import { SecretsFileBackend } from '../../shared/secrets.ts';

@@ -21,7 +21,7 @@ import { lambdaContext } from '../../infra/local/lambda-context.ts';
 import { startLocalBroker, type LocalBroker } from '../../infra/local/local-broker.ts';
 import { configFileName } from '../../infra/broker-function.ts';
 import { refresherSummaryMessage } from '../../infra/monitoring.ts';
-import { setBroker } from '../../shared/broker.ts';
+import { setBroker } from '../../shared/broker-core.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { captureOutput } from '../helpers/local.ts';
 import {
