@@ -1,12 +1,16 @@
 import middy from '@middy/core';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { getBrokerCore } from '../shared/broker-core.ts';
+import { checkRequest } from '../shared/check-request.ts';
 import { checkTokenRequest } from '../shared/generated/request-checks.ts';
 import { logger } from '../shared/logger.ts';
 import { invokeErrors, observability } from '../shared/middleware.ts';
 import { metricNames } from '../shared/observability.ts';
-import { tokenRequestSchema, type TokenAnswer } from '../shared/token-service.ts';
-import { validateRequest } from '../shared/validate.ts';
+import type { TokenAnswer } from '../shared/token-service.ts';
+
+/** The request's schema, loaded only to explain a refusal (TypeBox comes with it). */
+const tokenRequestSchema = async () =>
+  (await import('../shared/token-request.ts')).tokenRequestSchema;
 
 /**
  * `token` (Lambda invoke): `{ provider, connectionId?, minValiditySeconds?, forceRefresh?, sign? }`
@@ -21,5 +25,7 @@ export const handler = middy<unknown, TokenAnswer>({ timeoutEarlyInMillis: 0 })
   .use(observability())
   .use(invokeErrors(metricNames.tokenAnswers))
   .handler(async (event) =>
-    getBrokerCore().tokens.getToken(validateRequest(tokenRequestSchema, event, checkTokenRequest)),
+    getBrokerCore().tokens.getToken(
+      await checkRequest(event, checkTokenRequest, tokenRequestSchema),
+    ),
   );

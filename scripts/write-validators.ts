@@ -12,7 +12,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { format, resolveConfig } from 'prettier';
 import { deployedConfigSchema } from '../shared/config.ts';
-import { tokenRequestSchema } from '../shared/token-service.ts';
+import { tokenRequestSchema } from '../shared/token-request.ts';
 
 export const requestChecksFile = 'shared/generated/request-checks.ts';
 

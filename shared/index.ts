@@ -20,4 +20,5 @@ export {
   type BrokerErrorCode,
 } from './errors.ts';
 export type { ProviderKind, TokenSet } from './providers/types.ts';
-export type { TokenAnswer, TokenRequest } from './token-service.ts';
+export type { TokenRequest } from './token-request.ts';
+export type { TokenAnswer } from './token-service.ts';

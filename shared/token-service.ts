@@ -1,5 +1,3 @@
-import * as Type from '@sinclair/typebox';
-import type { Static } from '@sinclair/typebox';
 import {
   InvalidRequestError,
   NeedsReauthError,
@@ -10,37 +8,7 @@ import { decideRenewal, refreshConnection, type RefreshDeps } from './refresh.ts
 import { getProvider, type ResolvedProvider } from './providers/resolve.ts';
 import type { Connection } from './store/connection-store.ts';
 import type { AccessTokenAnswer, SignedRequestAnswer, TokenAnswer } from './token-answers.ts';
-
-export const connectionIdPattern = '^[A-Za-z0-9._:@-]{1,128}$';
-
-/** The `token` function's request. */
-export const tokenRequestSchema = Type.Object(
-  {
-    provider: Type.String({ minLength: 1, maxLength: 63 }),
-    connectionId: Type.Optional(Type.String({ pattern: connectionIdPattern })),
-    minValiditySeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
-    forceRefresh: Type.Optional(Type.Boolean()),
-    /**
-     * OAuth 1.0a providers only, and required for them: the request to sign. The answer's
-     * `authorization` is the signed header for exactly this method, URL and form body.
-     */
-    sign: Type.Optional(
-      Type.Object(
-        {
-          method: Type.String({ pattern: '^[A-Za-z]{1,16}$' }),
-          url: Type.String({ pattern: '^https?://', maxLength: 8192 }),
-          /** An application/x-www-form-urlencoded body (signed); omit any other kind of body. */
-          body: Type.Optional(Type.String({ maxLength: 262_144 })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-  },
-  { additionalProperties: false },
-);
-export type TokenRequest = Static<typeof tokenRequestSchema>;
-/** The request an OAuth 1.0a caller wants signed. */
-export type SignSpec = NonNullable<TokenRequest['sign']>;
+import type { SignSpec, TokenRequest } from './token-request.ts';
 
 // The answers live in their own file so the published client's types need nothing of the broker.
 export type {

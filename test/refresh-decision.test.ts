@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../shared/errors.ts';
 import { decideRenewal } from '../shared/refresh.ts';
-import { tokenRequestSchema } from '../shared/token-service.ts';
+import { tokenRequestSchema } from '../shared/token-request.ts';
 import { validateRequest } from '../shared/validate.ts';
 
 describe('decideRenewal', () => {

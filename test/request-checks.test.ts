@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Check } from '@sinclair/typebox/value';
+import { checkRequest } from '../shared/check-request.ts';
 import { InvalidRequestError } from '../shared/errors.ts';
 import { checkTokenRequest } from '../shared/generated/request-checks.ts';
-import { tokenRequestSchema } from '../shared/token-service.ts';
+import { tokenRequestSchema } from '../shared/token-request.ts';
 import { validateRequest } from '../shared/validate.ts';
 import { requestChecksFile, requestChecksSource } from '../scripts/write-validators.ts';
 
@@ -65,4 +66,39 @@ describe('request checks compiled ahead of time', () => {
       provider: 'q',
     });
   });
+});
+
+describe('checkRequest: the schema loaded only to explain a refusal', () => {
+  const accepted = payloads.filter((payload) => checkTokenRequest(payload));
+  const refused = payloads.filter((payload) => !checkTokenRequest(payload));
+
+  it.each(accepted.map((payload) => [JSON.stringify(payload), payload]))(
+    'accepts %s without loading the schema',
+    async (_name, payload) => {
+      const loadSchema = vi.fn(async () => tokenRequestSchema);
+      await expect(checkRequest(payload, checkTokenRequest, loadSchema)).resolves.toBe(payload);
+      expect(loadSchema).not.toHaveBeenCalled();
+    },
+  );
+
+  it.each(refused.map((payload) => [JSON.stringify(payload), payload]))(
+    'refuses %s with the message validateRequest gives',
+    async (_name, payload) => {
+      const expected = (() => {
+        try {
+          validateRequest(tokenRequestSchema, payload, checkTokenRequest);
+        } catch (error) {
+          return error as InvalidRequestError;
+        }
+        return expect.fail('accepted');
+      })();
+      const loadSchema = vi.fn(async () => tokenRequestSchema);
+      const error = await checkRequest(payload, checkTokenRequest, loadSchema).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(InvalidRequestError);
+      expect((error as Error).message).toBe(expected.message);
+      expect(loadSchema).toHaveBeenCalledOnce();
+    },
+  );
 });

@@ -9,7 +9,7 @@ import type {
   ConnectionSummary,
   SummaryPage,
 } from '../store/connection-directory.ts';
-import { connectionIdPattern } from '../token-service.ts';
+import { connectionIdPattern } from '../token-request.ts';
 import { validateRequest } from '../validate.ts';
 import type { ConnectService } from './connect-service.ts';
 

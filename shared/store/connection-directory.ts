@@ -3,7 +3,7 @@ import { InvalidRequestError } from '../errors.ts';
 import type { ConnectionError, ConnectionStatus } from './connection-store.ts';
 import { deleteIfExists } from './conditional.ts';
 import { connectionPk, providerIndex } from './table.ts';
-import { connectionIdPattern } from '../token-service.ts';
+import { connectionIdPattern } from '../token-request.ts';
 
 /** What callers may know of a connection: status and times, never a token. */
 export interface ConnectionSummary {
