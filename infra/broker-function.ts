@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, parse } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DockerImage, Duration, RemovalPolicy, type ILocalBundling } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -22,10 +22,10 @@ export const esmRequireBanner =
  * exactly what the stack deploys (and `npm run build` ships in the package).
  *
  * The AWS SDK is bundled (`externalModules: []`), decided by measurement (docs/deployment.md,
- * "Bundle size"; scripts/measure-bundle.ts): for functions/token.ts it grows the bundle from 178 KB
- * to 554 KB minified (50 → 158 KB gzipped), yet Node imports the bundled handler in about half the
- * time (70–95 ms vs 150–190 ms with the SDK loaded from node_modules), and it pins the SDK to the
- * version the tests ran against instead of whatever the runtime ships.
+ * "Bundle size"; scripts/measure-bundle.ts): for functions/token.ts it grows what Node loads at
+ * import from 147 KB to 429 KB minified (48 → 132 KB gzipped), yet Node imports the bundled
+ * handler faster (134 ms vs 187 ms with the SDK loaded from node_modules, traced), and it pins the
+ * SDK to the version the tests ran against instead of whatever the runtime ships.
  */
 export const brokerBundling = {
   format: OutputFormat.ESM,
@@ -57,11 +57,24 @@ export const bundleAliases = {
   semver: fileURLToPath(new URL('./bundling/semver-unbundled.ts', import.meta.url)),
 } as const;
 
-/** esbuild's options for one handler: `entry` (a .ts file) into `outfile` (…/index.mjs). */
+/**
+ * esbuild's options for one handler: `entry` (a .ts file) into `outfile` (…/index.mjs), and the
+ * code it imports dynamically into `chunks/` beside it. With code splitting a dynamic `import()`
+ * is a file of its own that Node reads, compiles and runs only when the import runs (the Tracer
+ * and the X-Ray SDK where they trace, a refusal's request schema and TypeBox, the AWS SDK's
+ * credential providers at the first call); without it, esbuild inlines that code into the one file,
+ * and Node compiles it at every cold start. Code both sides import goes into a shared chunk,
+ * which the handler's file imports statically.
+ */
 export function handlerBuildOptions(entry: string, outfile: string): BuildOptions {
+  const { dir, name, ext } = parse(outfile);
   return {
     entryPoints: [entry],
-    outfile,
+    outdir: dir,
+    entryNames: name,
+    chunkNames: 'chunks/[name]-[hash]',
+    outExtension: { '.js': ext },
+    splitting: true,
     bundle: true,
     platform: 'node',
     target: brokerRuntime.name.replace(/^nodejs(\d+)\.x$/, 'node$1'),

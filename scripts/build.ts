@@ -3,8 +3,9 @@
  * - dist/client/index.js: `oauth-token-broker`, the TokenBrokerClient (plain Node ESM).
  * - dist/cdk/index.js: `oauth-token-broker/cdk`, the TokenBroker construct. aws-cdk-lib,
  *   constructs and cdk-nag are the consumer's; everything else it needs at synth is bundled in.
- * - dist/lambda/<name>/index.mjs: each function's handler, bundled as the stack deploys it, which
- *   the construct ships (with the consumer's configuration) instead of building from source.
+ * - dist/lambda/<name>/index.mjs (and its chunks/): each function's handler, bundled as the stack
+ *   deploys it, which the construct ships (with the consumer's configuration) instead of building
+ *   from source.
  * - dist/types/: the declarations of both entry points.
  */
 import { execFileSync } from 'node:child_process';

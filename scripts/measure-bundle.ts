@@ -4,6 +4,10 @@
  * SDK bundled and once with it left to the Lambda runtime, and prints the sizes and how long
  * Node takes to import each bundle. docs/deployment.md records the numbers and the decision.
  *
+ * A bundle is the handler's file and the chunks it imports statically (what Node loads at every
+ * cold start: "at import"); the chunks only a dynamic import loads are counted apart ("on
+ * demand").
+ *
  * The import time of the external variant loads the SDK from this repo's node_modules, standing in
  * for the runtime's copy under /var/runtime/node_modules: same packages, same unbundled layout.
  *
@@ -28,10 +32,15 @@ const variants = [
 
 export interface BundleMeasurement {
   outfile: string;
+  /** The output files Node loads when it imports `outfile` (itself first). */
+  filesAtImport: string[];
+  /** Their bytes, gzipped (each file), their source maps', and what of them is the AWS SDK. */
   bundleBytes: number;
   gzipBytes: number;
   mapBytes: number;
   sdkBytes: number;
+  /** The other chunks: loaded only when a dynamic import runs. */
+  onDemandBytes: number;
   metafile: Metafile;
 }
 
@@ -50,20 +59,50 @@ export async function bundleWithStackSettings(
   mkdirSync(outdir, { recursive: true });
   const outfile = join(outdir, 'index.mjs');
   // The options the stack builds each function with (infra/broker-function.ts).
-  const result = await build({
+  const { metafile } = await build({
     ...handlerBuildOptions(entry, outfile),
     external: externalModules,
     metafile: true,
   });
-  const bundle = readFileSync(outfile);
+  const filesAtImport = outputsAtImport(metafile, outfile);
+  const code = (files: string[]) => files.map((file) => readFileSync(file));
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const allCode = Object.keys(metafile.outputs)
+    .map((path) => resolve(path))
+    .filter((path) => !path.endsWith('.map'));
   return {
     outfile,
-    bundleBytes: bundle.length,
-    gzipBytes: gzipSync(bundle, { level: 9 }).length,
-    mapBytes: statSync(`${outfile}.map`).size,
-    sdkBytes: sdkBytesIn(result.metafile, outfile),
-    metafile: result.metafile,
+    filesAtImport,
+    bundleBytes: sum(code(filesAtImport).map((bytes) => bytes.length)),
+    gzipBytes: sum(code(filesAtImport).map((bytes) => gzipSync(bytes, { level: 9 }).length)),
+    mapBytes: sum(filesAtImport.map((file) => statSync(`${file}.map`).size)),
+    sdkBytes: sdkBytesIn(metafile, filesAtImport),
+    onDemandBytes: sum(
+      allCode.filter((file) => !filesAtImport.includes(file)).map((file) => statSync(file).size),
+    ),
+    metafile,
   };
+}
+
+/**
+ * The output files Node loads when it imports `outfile`: itself and, transitively, the chunks it
+ * imports statically (absolute paths). Chunks reached only through a dynamic `import()` are not.
+ */
+export function outputsAtImport(metafile: Metafile, outfile: string): string[] {
+  const outputs = new Map(
+    Object.entries(metafile.outputs).map(([path, output]) => [resolve(path), output]),
+  );
+  const loaded: string[] = [];
+  const visit = (file: string) => {
+    const output = outputs.get(file);
+    if (!output || loaded.includes(file)) return;
+    loaded.push(file);
+    for (const imported of output.imports) {
+      if (imported.kind === 'import-statement') visit(resolve(imported.path));
+    }
+  };
+  visit(resolve(outfile));
+  return loaded;
 }
 
 async function measure(
@@ -76,13 +115,23 @@ async function measure(
   return { ...bundle, name: variant.name, importMs: medianImportMs(bundle.outfile, runs) };
 }
 
+/** The bytes of `files` (output paths) that come from each input, by the input's path. */
+export function inputBytesIn(metafile: Metafile, files: string[]): Map<string, number> {
+  const bytes = new Map<string, number>();
+  for (const [path, output] of Object.entries(metafile.outputs)) {
+    if (!files.includes(resolve(path))) continue;
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+      bytes.set(input, (bytes.get(input) ?? 0) + bytesInOutput);
+    }
+  }
+  return bytes;
+}
+
 /** Bytes of the output that come from @aws-sdk/* and @smithy/* sources. */
-function sdkBytesIn(metafile: Metafile, outfile: string): number {
-  const output = Object.entries(metafile.outputs).find(([path]) => resolve(path) === outfile)?.[1];
-  if (!output) return 0;
-  return Object.entries(output.inputs)
+function sdkBytesIn(metafile: Metafile, files: string[]): number {
+  return [...inputBytesIn(metafile, files)]
     .filter(([path]) => /node_modules\/@(aws-sdk|smithy)\//.test(path))
-    .reduce((sum, [, input]) => sum + input.bytesInOutput, 0);
+    .reduce((sum, [, bytes]) => sum + bytes, 0);
 }
 
 /**
@@ -139,10 +188,12 @@ async function main(): Promise<void> {
   console.log(
     [
       'variant'.padEnd(24),
-      'index.mjs'.padStart(11),
+      'at import'.padStart(11),
+      'files'.padStart(6),
       'gzip'.padStart(10),
       '.map'.padStart(11),
       'of it SDK'.padStart(11),
+      'on demand'.padStart(11),
       'import'.padStart(9),
     ].join(' '),
   );
@@ -151,9 +202,11 @@ async function main(): Promise<void> {
       [
         r.name.padEnd(24),
         kb(r.bundleBytes).padStart(11),
+        String(r.filesAtImport.length).padStart(6),
         kb(r.gzipBytes).padStart(10),
         kb(r.mapBytes).padStart(11),
         kb(r.sdkBytes).padStart(11),
+        kb(r.onDemandBytes).padStart(11),
         `${r.importMs.toFixed(0)} ms`.padStart(9),
       ].join(' '),
     );
