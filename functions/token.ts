@@ -24,8 +24,8 @@ export const handler = middy<unknown, TokenAnswer>({ timeoutEarlyInMillis: 0 })
   .use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }))
   .use(observability())
   .use(invokeErrors(metricNames.tokenAnswers))
-  .handler(async (event) =>
-    getBrokerCore().tokens.getToken(
-      await checkRequest(event, checkTokenRequest, tokenRequestSchema),
-    ),
-  );
+  .handler(async (event) => {
+    // The request first: a bad one is the caller's mistake whatever state the container is in.
+    const request = await checkRequest(event, checkTokenRequest, tokenRequestSchema);
+    return getBrokerCore().tokens.getToken(request);
+  });

@@ -227,6 +227,9 @@ describe('token: errors', () => {
         client.getToken({ provider: 'quidkey' }).catch((e: unknown) => e),
       );
       expect(failed.result).toMatchObject({ name: 'TokenBrokerError', code: 'internal_error' });
+      // A bad request is still the caller's mistake, checked before the broker is built.
+      const refused = await captureOutput(() => local.invoke({ provider: 'quidkey', extra: 1 }));
+      expect(refused.result).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
     } finally {
       if (table) process.env.BROKER_TABLE_NAME = table;
       setBroker(local.broker);
