@@ -40,17 +40,36 @@ export async function benchColdStart(options: ColdStartOptions): Promise<Workloa
   );
   const token = bundles.get('token');
   if (!token) throw new Error('functions/token.ts not found');
+  // The same two as one file each, as the stack built them before it split bundles: what the
+  // split saves in absolute terms (the ratio's baseline gains from it too).
+  const oneFile = { splitting: false };
+  const tokenOneFile = await bundleWithStackSettings(
+    resolve('functions/token.ts'),
+    join(outRoot, 'token-one-file'),
+    undefined,
+    oneFile,
+  );
+  const helloOneFile = await bundleWithStackSettings(
+    resolve('bench/hello-world.ts'),
+    join(outRoot, 'hello-world-one-file'),
+    undefined,
+    oneFile,
+  );
 
   const tokenMs: number[] = [];
   const untracedMs: number[] = [];
   const helloMs: number[] = [];
-  importMs(hello.outfile); // let the OS cache both files before timing
-  importMs(token.outfile);
+  const tokenOneFileMs: number[] = [];
+  const helloOneFileMs: number[] = [];
+  // let the OS cache every file before timing
+  for (const b of [hello, token, tokenOneFile, helloOneFile]) importMs(b.outfile);
   for (let i = 0; i < options.runs; i += 1) {
     const order: [string, number[], boolean][] = [
       [token.outfile, tokenMs, true],
       [hello.outfile, helloMs, true],
       [token.outfile, untracedMs, false], // a stack deployed with tracing: false
+      [tokenOneFile.outfile, tokenOneFileMs, true],
+      [helloOneFile.outfile, helloOneFileMs, true],
     ];
     if (i % 2 === 1) order.reverse();
     for (const [outfile, into, tracing] of order) into.push(importMs(outfile, tracing));
@@ -92,6 +111,12 @@ export async function benchColdStart(options: ColdStartOptions): Promise<Workloa
       measured: `${times(median(untracedMs) / median(helloMs))} (${ms(median(untracedMs))})`,
       goal: '',
     },
+    {
+      workload,
+      metric: 'import, one-file builds (no code splitting): token / hello-world',
+      measured: `${ms(median(tokenOneFileMs))} / ${ms(median(helloOneFileMs))} (${times(median(tokenOneFileMs) / median(helloOneFileMs))})`,
+      goal: '',
+    },
   );
 
   const tokenPackages = bytesByPackage(token);
@@ -116,6 +141,10 @@ export async function benchColdStart(options: ColdStartOptions): Promise<Workloa
         ratio,
         tracingOff: { median: median(untracedMs), samples: untracedMs },
         tracingOffRatio: median(untracedMs) / median(helloMs),
+        oneFile: {
+          token: { median: median(tokenOneFileMs), bytes: tokenOneFile.bundleBytes },
+          helloWorld: { median: median(helloOneFileMs), bytes: helloOneFile.bundleBytes },
+        },
       },
       tokenBundleByPackage: tokenPackages,
     },

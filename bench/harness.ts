@@ -3,9 +3,11 @@
  * createBroker instances with their own DynamoDB client over the same store), a key manager that
  * counts its calls, a DynamoDB middleware that counts the items read, and the statistics.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startLocalBroker, type LocalBroker } from '../infra/local/local-broker.ts';
 import { createBroker, type Broker } from '../shared/broker.ts';
@@ -101,6 +103,8 @@ export class ReadCounter {
 export interface BenchRuntime {
   local: LocalBroker;
   dataDir: string;
+  /** With `storeProcess`: the CPU time the store's process has used so far (ms). */
+  storeCpuMs?: () => Promise<number>;
   /** Another container over the same store, sandbox and master key. */
   container(options?: { config?: BrokerConfig; now?: () => number }): Promise<BenchContainer>;
   close(): Promise<void>;
@@ -116,12 +120,16 @@ export interface BenchContainer {
 /**
  * The offline runtime in a temporary folder with an in-memory store and no scheduled refresher,
  * plus a factory for containers built the way startLocalBroker builds its own broker.
+ * `storeProcess`: the store (dynalite) in a process of its own (bench/store-process.ts) instead of
+ * embedded in this one.
  */
 export async function startBenchRuntime(options: {
   config: BrokerConfig;
   now?: () => number;
+  storeProcess?: boolean;
 }): Promise<BenchRuntime> {
   const dataDir = mkdtempSync(join(tmpdir(), 'broker-bench-'));
+  const store = options.storeProcess ? await startStoreProcess() : undefined;
   const local = await startLocalBroker({
     port: 0,
     dataDir,
@@ -129,12 +137,14 @@ export async function startBenchRuntime(options: {
     config: options.config,
     refresherIntervalSeconds: 0,
     ...(options.now ? { now: options.now } : {}),
+    ...(store ? { storeEndpoint: store.endpoint } : {}),
   });
   const endpoint = await local.dynamo.config.endpoint!();
   const containers: BenchContainer[] = [];
   return {
     local,
     dataDir,
+    ...(store ? { storeCpuMs: () => store.cpuMs() } : {}),
     async container(containerOptions = {}) {
       const dynamo = new DynamoDBClient({
         endpoint: `${endpoint.protocol}//${endpoint.hostname}:${endpoint.port}`,
@@ -163,7 +173,38 @@ export async function startBenchRuntime(options: {
     async close() {
       for (const container of containers) container.dynamo.destroy();
       await local.close();
+      store?.child.kill();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const storeScript = fileURLToPath(new URL('./store-process.ts', import.meta.url));
+
+async function startStoreProcess(): Promise<{
+  child: ChildProcess;
+  endpoint: string;
+  cpuMs(): Promise<number>;
+}> {
+  const child = fork(storeScript, { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const reply = <T>(key: string) =>
+    new Promise<T>((resolve, reject) => {
+      const onMessage = (message: Record<string, T>) => {
+        if (!(key in message)) return;
+        child.off('message', onMessage);
+        resolve(message[key]!);
+      };
+      child.on('message', onMessage);
+      child.once('exit', () => reject(new Error('the store process exited')));
+    });
+  const port = await reply<number>('port');
+  return {
+    child,
+    endpoint: `http://127.0.0.1:${port}`,
+    cpuMs() {
+      const answer = reply<number>('cpuMs');
+      child.send({ type: 'cpu' });
+      return answer;
     },
   };
 }

@@ -49,11 +49,16 @@ interface Measurement extends BundleMeasurement {
   importMs: number;
 }
 
-/** Bundles `entry` into `outdir/index.mjs` exactly as the stack does, and measures the output. */
+/**
+ * Bundles `entry` into `outdir/index.mjs` exactly as the stack does, and measures the output.
+ * `splitting: false` builds the one file the stack built before it split bundles (the cold-start
+ * bench's comparison).
+ */
 export async function bundleWithStackSettings(
   entry: string,
   outdir: string,
   externalModules: string[] = [...brokerBundling.externalModules],
+  { splitting = true }: { splitting?: boolean } = {},
 ): Promise<BundleMeasurement> {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
@@ -62,6 +67,7 @@ export async function bundleWithStackSettings(
   const { metafile } = await build({
     ...handlerBuildOptions(entry, outfile),
     external: externalModules,
+    splitting,
     metafile: true,
   });
   const filesAtImport = outputsAtImport(metafile, outfile);

@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import dynalite from 'dynalite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { matchInvokePath } from '../infra/local/lambda-invoke-api.ts';
 import { startTestBroker, type TestBroker } from './helpers/local.ts';
@@ -246,6 +248,29 @@ describe('offline runtime: persistence', () => {
       client.destroy();
     } finally {
       await local.close();
+    }
+  });
+
+  it('uses a store of the caller’s own (storeEndpoint), creates its table there and leaves it running', async () => {
+    const store = dynalite({ createTableMs: 0 });
+    await new Promise<void>((done) => store.listen(0, '127.0.0.1', done));
+    const endpoint = `http://127.0.0.1:${(store.address() as AddressInfo).port}`;
+    const dynamo = new DynamoDBClient({
+      endpoint,
+      region: 'local',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    try {
+      const local = await startTestBroker({ storeEndpoint: endpoint });
+      const answer = await local.invoke({ provider: 'quiqup' });
+      expect(answer).toMatchObject({ ok: true, provider: 'quiqup' });
+      await local.close();
+      // The connection is in that store, which still answers after the runtime closed.
+      const { Items } = await dynamo.send(new ScanCommand({ TableName: local.tableName }));
+      expect(Items?.map((item) => item.provider?.S)).toContain('quiqup');
+    } finally {
+      dynamo.destroy();
+      await new Promise<void>((done) => store.close(() => done()));
     }
   });
 });

@@ -62,6 +62,12 @@ export interface LocalBrokerOptions {
    * `<dataDir>/secrets.json`, filled with sandbox credentials on first run.
    */
   secretsFile?: string;
+  /**
+   * A DynamoDB-compatible endpoint to use instead of the embedded store (the bench runs dynalite
+   * in a process of its own, as DynamoDB is another service in deployment). The table is created
+   * there if missing; `persist` does not apply, and close() leaves that store running.
+   */
+  storeEndpoint?: string;
 }
 
 export interface LocalBroker {
@@ -122,15 +128,22 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
   });
   applySandboxLifetimes(sandboxes);
 
-  if (options.persist !== false) await assertStoreNotInUse(join(dataDir, 'dynalite'));
-  const store = dynalite({
-    ...(options.persist === false ? {} : { path: join(dataDir, 'dynalite') }),
-    createTableMs: 0,
-    deleteTableMs: 0,
-    updateTableMs: 0,
-  });
-  await new Promise<void>((done) => store.listen(0, '127.0.0.1', done));
-  const dynamoEndpoint = `http://127.0.0.1:${(store.address() as AddressInfo).port}`;
+  // The embedded store, unless the caller runs one of its own.
+  let store: ReturnType<typeof dynalite> | undefined;
+  if (!options.storeEndpoint) {
+    if (options.persist !== false) await assertStoreNotInUse(join(dataDir, 'dynalite'));
+    store = dynalite({
+      ...(options.persist === false ? {} : { path: join(dataDir, 'dynalite') }),
+      createTableMs: 0,
+      deleteTableMs: 0,
+      updateTableMs: 0,
+    });
+    await new Promise<void>((done) => store!.listen(0, '127.0.0.1', done));
+  }
+  const closeStore = () =>
+    new Promise<void>((done) => (store ? store.close(() => done()) : done()));
+  const dynamoEndpoint =
+    options.storeEndpoint ?? `http://127.0.0.1:${(store!.address() as AddressInfo).port}`;
   const dynamo = new DynamoDBClient({
     endpoint: dynamoEndpoint,
     region: 'local',
@@ -155,7 +168,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     .filter((name) => !present.has(name));
   if (missing.length > 0) {
     dynamo.destroy();
-    await new Promise<void>((done) => store.close(() => done()));
+    await closeStore();
     const storeDir = join(dataDir, 'dynalite');
     throw new StartUpError(
       `The local table "${tableName}" in ${storeDir} was created by an older version of the broker and lacks the index(es) ${missing.join(', ')}. Delete ${storeDir} (the local connections go with it) and start again.`,
@@ -192,7 +205,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     await listen(server, options.port ?? 3000, host);
   } catch (error) {
     dynamo.destroy();
-    await new Promise<void>((done) => store.close(() => done()));
+    await closeStore();
     throw error;
   }
   const port = (server.address() as AddressInfo).port;
@@ -393,7 +406,7 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
       await new Promise<void>((done) => server.close(() => done()));
       setBroker(undefined);
       dynamo.destroy();
-      await new Promise<void>((done) => store.close(() => done()));
+      await closeStore();
     },
   };
 }

@@ -51,6 +51,8 @@ export async function startTestBroker(
     /** Real time instead of the test clock (for tests with other processes in them). */
     realTime?: boolean;
     secretsFile?: string;
+    /** A store of the test's own (startLocalBroker's storeEndpoint). */
+    storeEndpoint?: string;
   } = {},
 ): Promise<TestBroker> {
   const clock = new TestClock();
@@ -66,6 +68,7 @@ export async function startTestBroker(
     // Tests run the refresher when they mean to; a real-time schedule would race their clock.
     refresherIntervalSeconds: 0,
     ...(options.secretsFile ? { secretsFile: options.secretsFile } : {}),
+    ...(options.storeEndpoint ? { storeEndpoint: options.storeEndpoint } : {}),
   });
   const lambda = new LambdaClient({
     endpoint: local.url,
