@@ -105,6 +105,8 @@ export interface BenchRuntime {
   dataDir: string;
   /** With `storeProcess`: the CPU time the store's process has used so far (ms). */
   storeCpuMs?: () => Promise<number>;
+  /** With `sandboxProcess`: the sandboxes the containers call. */
+  sandbox?: SandboxProcess;
   /** Another container over the same store, sandbox and master key. */
   container(options?: { config?: BrokerConfig; now?: () => number }): Promise<BenchContainer>;
   close(): Promise<void>;
@@ -121,12 +123,14 @@ export interface BenchContainer {
  * The offline runtime in a temporary folder with an in-memory store and no scheduled refresher,
  * plus a factory for containers built the way startLocalBroker builds its own broker.
  * `storeProcess`: the store (dynalite) in a process of its own (bench/store-process.ts) instead of
- * embedded in this one.
+ * embedded in this one. `sandboxProcess` (the raw configuration): the sandbox providers the
+ * containers call in a process of their own too (bench/sandbox-process.ts).
  */
 export async function startBenchRuntime(options: {
   config: BrokerConfig;
   now?: () => number;
   storeProcess?: boolean;
+  sandboxProcess?: { configInput: unknown };
 }): Promise<BenchRuntime> {
   const dataDir = mkdtempSync(join(tmpdir(), 'broker-bench-'));
   const store = options.storeProcess ? await startStoreProcess() : undefined;
@@ -140,14 +144,19 @@ export async function startBenchRuntime(options: {
     ...(store ? { storeEndpoint: store.endpoint } : {}),
   });
   const endpoint = await local.dynamo.config.endpoint!();
+  const storeEndpoint = `${endpoint.protocol}//${endpoint.hostname}:${endpoint.port}`;
+  const sandbox = options.sandboxProcess
+    ? await startSandboxProcess(dataDir, options.sandboxProcess.configInput, storeEndpoint)
+    : undefined;
   const containers: BenchContainer[] = [];
   return {
     local,
     dataDir,
-    ...(store ? { storeCpuMs: () => store.cpuMs() } : {}),
+    ...(store ? { storeCpuMs: () => ask<number>(store.child, 'cpuMs', { type: 'cpu' }) } : {}),
+    ...(sandbox ? { sandbox } : {}),
     async container(containerOptions = {}) {
       const dynamo = new DynamoDBClient({
-        endpoint: `${endpoint.protocol}//${endpoint.hostname}:${endpoint.port}`,
+        endpoint: storeEndpoint,
         region: 'local',
         credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
       });
@@ -163,7 +172,7 @@ export async function startBenchRuntime(options: {
         tableName: local.tableName,
         keys,
         secrets: new SecretsFileBackend(join(dataDir, 'secrets.json')),
-        sandboxBaseUrl: `${local.url}/sandbox`,
+        sandboxBaseUrl: `${sandbox?.url ?? local.url}/sandbox`,
         ...(now ? { now } : {}),
       });
       const container = { broker, dynamo, keys, reads };
@@ -173,6 +182,7 @@ export async function startBenchRuntime(options: {
     async close() {
       for (const container of containers) container.dynamo.destroy();
       await local.close();
+      sandbox?.child.disconnect();
       store?.child.kill();
       rmSync(dataDir, { recursive: true, force: true });
     },
@@ -180,32 +190,62 @@ export async function startBenchRuntime(options: {
 }
 
 const storeScript = fileURLToPath(new URL('./store-process.ts', import.meta.url));
+const sandboxScript = fileURLToPath(new URL('./sandbox-process.ts', import.meta.url));
 
-async function startStoreProcess(): Promise<{
-  child: ChildProcess;
-  endpoint: string;
-  cpuMs(): Promise<number>;
-}> {
+/** A forked helper process and a question to it: sends `message`, resolves its reply's `key`. */
+function ask<T>(child: ChildProcess, key: string, message?: object): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (reply: Record<string, T>) => {
+      if (!(key in reply)) return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(reply[key]!);
+    };
+    const onExit = () => reject(new Error(`a bench helper process exited before its ${key}`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    if (message) child.send(message);
+  });
+}
+
+async function startStoreProcess(): Promise<{ child: ChildProcess; endpoint: string }> {
   const child = fork(storeScript, { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-  const reply = <T>(key: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMessage = (message: Record<string, T>) => {
-        if (!(key in message)) return;
-        child.off('message', onMessage);
-        resolve(message[key]!);
-      };
-      child.on('message', onMessage);
-      child.once('exit', () => reject(new Error('the store process exited')));
-    });
-  const port = await reply<number>('port');
+  const port = await ask<number>(child, 'port');
+  return { child, endpoint: `http://127.0.0.1:${port}` };
+}
+
+/** The sandbox providers of a process of their own (bench/sandbox-process.ts). */
+export interface SandboxProcess {
+  url: string;
+  /** Every Quiqup call answers this much later. */
+  delay(ms: number): Promise<void>;
+  /** Quiqup token calls so far. */
+  tokenCalls(): Promise<number>;
+  cpuMs(): Promise<number>;
+}
+
+async function startSandboxProcess(
+  dataDir: string,
+  configInput: unknown,
+  storeEndpoint: string,
+): Promise<SandboxProcess & { child: ChildProcess }> {
+  const child = fork(sandboxScript, {
+    execArgv: ['--import', 'tsx'],
+    env: {
+      ...process.env,
+      SANDBOX_DATA_DIR: dataDir,
+      SANDBOX_CONFIG: JSON.stringify(configInput),
+      SANDBOX_STORE_ENDPOINT: storeEndpoint,
+    },
+    stdio: 'inherit',
+  });
+  const url = await ask<string>(child, 'url');
   return {
     child,
-    endpoint: `http://127.0.0.1:${port}`,
-    cpuMs() {
-      const answer = reply<number>('cpuMs');
-      child.send({ type: 'cpu' });
-      return answer;
-    },
+    url,
+    delay: async (ms) => void (await ask<boolean>(child, 'done', { type: 'delay', ms })),
+    tokenCalls: () => ask<number>(child, 'count', { type: 'count' }),
+    cpuMs: () => ask<number>(child, 'cpuMs', { type: 'cpu' }),
   };
 }
 

@@ -118,6 +118,7 @@ const workloads: Record<string, { title: string; run: () => Promise<WorkloadResu
     run: () =>
       benchRefresher({
         config,
+        configInput,
         provider,
         connections: options.connections,
         concurrency: options.concurrency,
