@@ -10,10 +10,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startLocalBroker, type LocalBroker } from '../infra/local/local-broker.ts';
+import type { BrokerCore } from '../shared/broker-core.ts';
 import { createBroker, type Broker } from '../shared/broker.ts';
 import type { BrokerConfig } from '../shared/config.ts';
 import type { DataKey, EncryptionContext, KeyManager } from '../shared/crypto/key-manager.ts';
 import { LocalKeyManager } from '../shared/crypto/local-key-manager.ts';
+import { getProvider } from '../shared/providers/resolve.ts';
+import type { ProviderContext, TokenSet } from '../shared/providers/types.ts';
 import { SecretsFileBackend } from '../shared/secrets.ts';
 
 /** One row of the printed table and of results.json. */
@@ -247,6 +250,48 @@ async function startSandboxProcess(
     tokenCalls: () => ask<number>(child, 'count', { type: 'count' }),
     cpuMs: () => ask<number>(child, 'cpuMs', { type: 'cpu' }),
   };
+}
+
+/** When a stampede's provider calls ran and its fenced saves ended, in ms from its start. */
+export interface RenewalTimes {
+  callWindows: { from: number; to: number }[];
+  storedAt: number[];
+}
+
+/**
+ * Records, on one container's broker, each mint of `providerId` (a client-credentials provider)
+ * and the end of each fenced save (nobody can be served the new token before it), as ms from
+ * `elapsed()`, into `into`. Returns the mint as it was, for timing calls alone.
+ */
+export function recordRenewalTimes(
+  broker: BrokerCore,
+  providerId: string,
+  elapsed: () => number,
+  into: RenewalTimes,
+): (context: ProviderContext<never>) => Promise<TokenSet> {
+  const provider = getProvider(broker.providers, providerId);
+  const kind = provider.kind;
+  if (kind.variant !== 'client-credentials') throw new Error('the bench needs a minting provider');
+  const mint = kind.mint;
+  provider.kind = {
+    ...kind,
+    mint: async (context) => {
+      const from = elapsed();
+      try {
+        return await mint(context);
+      } finally {
+        into.callWindows.push({ from, to: elapsed() });
+      }
+    },
+  };
+  const store = broker.store;
+  const saveTokens = store.saveTokens.bind(store);
+  store.saveTokens = async (...args) => {
+    const saved = await saveTokens(...args);
+    into.storedAt.push(elapsed());
+    return saved;
+  };
+  return mint;
 }
 
 /** Nearest-rank percentile (p in 0..100) of unsorted samples. */

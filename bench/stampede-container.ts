@@ -22,7 +22,7 @@ import { parseConfig } from '../shared/config.ts';
 import { LocalKeyManager } from '../shared/crypto/local-key-manager.ts';
 import { getProvider } from '../shared/providers/resolve.ts';
 import { SecretsFileBackend } from '../shared/secrets.ts';
-import { ReadCounter } from './harness.ts';
+import { ReadCounter, recordRenewalTimes, type RenewalTimes } from './harness.ts';
 
 export type ContainerMessage =
   { type: 'baseline'; calls: number } | { type: 'go'; at: number; fetches: number };
@@ -70,31 +70,12 @@ const broker = createBroker({
   sandboxBaseUrl: env('STAMPEDE_SANDBOX_URL'),
 });
 
-// Instrument the provider call and the fenced save, as the in-process stampede does.
+// When the provider calls ran and the fenced saves ended, as the in-process stampede records them.
 let at = 0;
-const callWindows: { from: number; to: number }[] = [];
-const storedAt: number[] = [];
+const times: RenewalTimes = { callWindows: [], storedAt: [] };
+const { callWindows, storedAt } = times;
+const mint = recordRenewalTimes(broker, providerId, () => clock() - at, times);
 const provider = getProvider(broker.providers, providerId);
-const kind = provider.kind;
-if (kind.variant !== 'client-credentials') throw new Error('the stampede needs a minting provider');
-const mint = kind.mint;
-provider.kind = {
-  ...kind,
-  mint: async (context) => {
-    const from = clock() - at;
-    try {
-      return await mint(context);
-    } finally {
-      callWindows.push({ from, to: clock() - at });
-    }
-  },
-};
-const saveTokens = broker.store.saveTokens.bind(broker.store);
-broker.store.saveTokens = async (...args) => {
-  const saved = await saveTokens(...args);
-  storedAt.push(clock() - at);
-  return saved;
-};
 
 // Warm the connection to the store (a read of nothing), as a container that has served before.
 await broker.store.get(providerId, 'bench-warmup');

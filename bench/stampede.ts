@@ -10,9 +10,11 @@ import { getProvider } from '../shared/providers/resolve.ts';
 import {
   ms,
   percentile,
+  recordRenewalTimes,
   startBenchRuntime,
   times,
   type BenchRow,
+  type RenewalTimes,
   type WorkloadResult,
 } from './harness.ts';
 
@@ -56,39 +58,18 @@ export async function benchStampede(options: StampedeOptions): Promise<WorkloadR
       now,
     );
 
-    // When, within the stampede, each provider call ran (offsets from its start).
-    const callWindows: { from: number; to: number }[] = [];
+    // When, within the stampede, each provider call ran and each fenced save ended.
+    const recorded: RenewalTimes = { callWindows: [], storedAt: [] };
     let started = 0;
     for (const container of containers) {
-      const provider = getProvider(container.broker.providers, options.provider);
-      const kind = provider.kind;
-      if (kind.variant !== 'client-credentials') throw new Error('bench needs a minting provider');
-      const mint = kind.mint;
-      provider.kind = {
-        ...kind,
-        mint: async (context) => {
-          const from = performance.now() - started;
-          try {
-            return await mint(context);
-          } finally {
-            callWindows.push({ from, to: performance.now() - started });
-          }
-        },
-      };
+      recordRenewalTimes(
+        container.broker,
+        options.provider,
+        () => performance.now() - started,
+        recorded,
+      );
     }
-
-    // When the new token was stored (the end of the holder's fenced save): no one can be served
-    // it before; what the waiters take after it is the protocol's polling.
-    const storedAt: number[] = [];
-    for (const container of containers) {
-      const store = container.broker.store;
-      const saveTokens = store.saveTokens.bind(store);
-      store.saveTokens = async (...args) => {
-        const saved = await saveTokens(...args);
-        storedAt.push(performance.now() - started);
-        return saved;
-      };
-    }
+    const { callWindows, storedAt } = recorded;
 
     for (const container of containers) container.reads.reset();
     const callsBefore = sandbox.callCount('token');

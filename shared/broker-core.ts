@@ -81,6 +81,7 @@ export interface BrokerCore {
 export function createBrokerCore(deps: BrokerDeps): BrokerCore {
   const now = deps.now ?? Date.now;
   const logger = deps.logger ?? defaultLogger;
+  const kinds = deps.kinds ?? defaultProtocols;
   const db = DynamoDBDocumentClient.from(deps.dynamo, {
     marshallOptions: { removeUndefinedValues: true },
   });
@@ -88,7 +89,7 @@ export function createBrokerCore(deps: BrokerDeps): BrokerCore {
   const store = new DynamoConnectionStore(db, deps.tableName, envelope);
   const providers = resolveProviders({
     config: deps.config,
-    kinds: deps.kinds ?? defaultProtocols,
+    kinds,
     sealedCache: (providerId) =>
       new DynamoSealedCache(db, deps.tableName, envelope, providerId, now),
     secrets: new SecretSource(deps.secrets),
@@ -109,7 +110,7 @@ export function createBrokerCore(deps: BrokerDeps): BrokerCore {
   };
   return {
     config: deps.config,
-    kinds: deps.kinds ?? defaultProtocols,
+    kinds,
     providers,
     store,
     events,
